@@ -1,0 +1,224 @@
+"""Contraction schedule: everything a backend needs to evaluate one spec, derived exactly.
+
+``schedule(spec)`` is pure and deterministic. The result is JSON-serialisable
+(``Schedule.to_json()``) and holds
+
+* ``sh``: per ``(l, m)`` the exact monomials of the real solid harmonic ``R_lm`` and of its
+  gradient (see :mod:`etn.generator.sph`);
+* ``features``: the layout of ``A_i[c, l, m]`` (channels per ``l``, offsets);
+* ``cores``: per core ``k`` its admissible paths ``(L_in, l, L_out)``, each with its non-zero real CG
+  entries ``(M_in, m, M_out, exact, float)``, the parameter block, the FLOPs of the three contraction
+  orders and the one chosen;
+* ``params``: the flat parameter vector's blocks (name, shape, offset);
+* ``flops``: forward and backward FLOPs per atom as ``per_atom + per_pair * n_neighbours``.
+
+Contraction orders of one path (``n_c`` = channels, ``r_in``/``r_out`` = ranks, ``nnz`` = CG non-zeros)::
+
+    "hA": T[a_in, c, M_out] = Σ C h[a_in, M_in] A[c, m];   h_out += Σ_{a_in, c} g T
+          2 nnz r_in n_c + 2 r_in n_c r_out (2 L_out + 1)
+    "gh": W[c, a_out, M_in] = Σ_{a_in} g h;                 h_out += Σ_c Σ C W A
+          2 r_in n_c r_out (2 L_in + 1) + 2 nnz n_c r_out
+    "gA": X[a_in, a_out, m] = Σ_c g A;                      h_out += Σ_{a_in} Σ C h X
+          2 r_in n_c r_out (2 l + 1) + 2 nnz r_in r_out
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .cg import admissible, real_cg
+from .sph import monomials, solid_harmonic, solid_harmonic_grad
+from .spec import Spec
+
+ORDERS = ("hA", "gh", "gA")
+SCHEDULE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CGEntry:
+    M_in: int
+    m: int
+    M_out: int
+    exact: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Path:
+    L_in: int
+    l: int
+    L_out: int
+    r_in: int
+    n_c: int
+    r_out: int
+    cg: tuple[CGEntry, ...]
+    param: str
+    flops: dict
+    order: str
+
+    @property
+    def nnz(self) -> int:
+        return len(self.cg)
+
+
+@dataclass(frozen=True)
+class Core:
+    k: int
+    species_specific: bool
+    K: int
+    compress: tuple[str, ...]
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Schedule:
+    spec: Spec
+    sh: tuple
+    features: dict
+    bonds: tuple
+    cores: tuple[Core, ...]
+    params: tuple[Block, ...]
+    flops: dict
+    buffers: dict
+    version: int = SCHEDULE_VERSION
+    _blocks: dict = field(default=None, compare=False, repr=False)
+
+    @property
+    def n_params(self) -> int:
+        return sum(b.size for b in self.params)
+
+    def block(self, name: str) -> Block:
+        if self._blocks is None:
+            object.__setattr__(self, "_blocks", {b.name: b for b in self.params})
+        return self._blocks[name]
+
+    def to_dict(self) -> dict:
+        d = {
+            "version": self.version, "spec": self.spec.to_dict(), "spec_hash": self.spec.hash,
+            "sh": list(self.sh), "features": self.features, "bonds": list(self.bonds),
+            "cores": [asdict(c) for c in self.cores],
+            "params": [asdict(b) | {"size": b.size} for b in self.params],
+            "n_params": self.n_params, "flops": self.flops, "buffers": self.buffers,
+        }
+        return json.loads(json.dumps(d))  # tuples -> lists, a plain JSON tree
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+
+def _mono(poly) -> list:
+    return [[str(c), float(c), list(e)] for c, e in monomials(poly)]
+
+
+def _sh_table(l_max: int) -> tuple:
+    rows = []
+    for l in range(l_max + 1):
+        for m in range(-l, l + 1):
+            rows.append({"l": l, "m": m, "R": _mono(solid_harmonic(l, m)),
+                         "dR": [_mono(p) for p in solid_harmonic_grad(l, m)]})
+    return tuple(rows)
+
+
+def _path_flops(r_in, n_c, r_out, L_in, l, L_out, nnz) -> dict:
+    return {
+        "hA": 2 * nnz * r_in * n_c + 2 * r_in * n_c * r_out * (2 * L_out + 1),
+        "gh": 2 * r_in * n_c * r_out * (2 * L_in + 1) + 2 * nnz * n_c * r_out,
+        "gA": 2 * r_in * n_c * r_out * (2 * l + 1) + 2 * nnz * r_in * r_out,
+    }
+
+
+def schedule(spec: Spec) -> Schedule:
+    """Derive the contraction schedule of ``spec`` (pure; sympy does the exact work)."""
+    S, C, Nr, l_max = spec.n_species, spec.n_channels, spec.n_radial, spec.l_max
+    sh = _sh_table(l_max)
+    n_sh = (l_max + 1) ** 2
+    chan = [spec.channels(l) for l in range(l_max + 1)]
+    offs, o = [], 0
+    for l in range(l_max + 1):
+        offs.append(o)
+        o += chan[l] * (2 * l + 1)
+    features = {"n_sh": n_sh, "channels": chan, "offsets": offs, "size": o,
+                "constant_channel": C, "channel_of": "c = species_index(neighbour) * n_radial + n"}
+    bonds = []
+    for k in range(spec.cores + 1):
+        b, off, terms = spec.bond(k), 0, []
+        for L, r in b.terms:
+            terms.append({"L": L, "rank": r, "offset": off})
+            off += r * (2 * L + 1)
+        bonds.append({"k": k, "irreps": str(b), "terms": terms, "size": off})
+
+    blocks: list[Block] = []
+    off = 0
+
+    def add(name, shape):
+        nonlocal off
+        blocks.append(Block(name, tuple(shape), off))
+        off += blocks[-1].size
+
+    add("e0", (S,))
+    cores = []
+    fwd_atom = 0
+    for k in range(1, spec.cores + 1):
+        K = spec.K(k)
+        compress = []
+        if K:
+            for l in range(l_max + 1):
+                add(f"core{k}.U.l{l}", (chan[l], K))
+                compress.append(f"core{k}.U.l{l}")
+                fwd_atom += 2 * chan[l] * K * (2 * l + 1)
+        paths = []
+        b_in, b_out = spec.bond(k - 1), spec.bond(k)
+        for L_in, r_in in b_in.terms:
+            for l in range(l_max + 1):
+                for L_out, r_out in b_out.terms:
+                    if not admissible(L_in, l, L_out):
+                        continue
+                    n_c = K or chan[l]
+                    cg = tuple(
+                        CGEntry(M_in, m, M_out, str(v), float(v))
+                        for (M_out, M_in, m), v in sorted(real_cg(L_in, l, L_out).items(), key=lambda t: (t[0][1], t[0][2], t[0][0]))
+                    )
+                    name = f"core{k}.path{L_in}_{l}_{L_out}"
+                    shape = ((S,) if k == 1 else ()) + (r_in, n_c, r_out)
+                    add(name, shape)
+                    fl = _path_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg))
+                    order = min(ORDERS, key=lambda o_: (fl[o_], ORDERS.index(o_)))
+                    fwd_atom += fl[order]
+                    paths.append(Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, order))
+        cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths)))
+
+    sh_terms = sum(len(r["R"]) for r in sh)
+    dsh_terms = sum(len(p) for r in sh for p in r["dR"])
+    # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
+    fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
+    # backward per atom ~ twice the forward contraction (gradients w.r.t. h and A);
+    # per pair: SH gradients, Σ_n dA Q_n and Σ_n dA Q'_n, then the 3-vector assembly
+    bwd_atom = 2 * fwd_atom
+    bwd_pair = 8 * Nr + 2 * sh_terms + 2 * dsh_terms + 4 * Nr * n_sh + 12 * n_sh
+    flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
+             "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
+    tmp = 0
+    for c in cores:
+        for p in c.paths:
+            tmp = max(tmp, {"hA": p.r_in * p.n_c * (2 * p.L_out + 1),
+                            "gh": p.n_c * p.r_out * (2 * p.L_in + 1),
+                            "gA": p.r_in * p.r_out * (2 * p.l + 1)}[p.order])
+    comp_size = max((spec.K(k) * n_sh for k in range(1, spec.cores + 1)), default=0)
+    buffers = {"features": features["size"], "compressed_features": comp_size,
+               "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
+    return Schedule(spec, sh, features, tuple(bonds), tuple(cores), tuple(blocks), flops, buffers)

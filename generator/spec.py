@@ -1,0 +1,284 @@
+"""Model specification: what one ETN potential is, before any parameter exists.
+
+A spec is written as TOML (top-level keys, or a ``[model]`` table) or built in Python::
+
+    species     = ["Nb", "Mo", "Ta", "W"]   # element symbols; order = parameter order
+    r_min       = 1.8                       # Å, start of the radial basis' interval
+    r_cut       = 5.0                       # Å, cutoff radius
+    n_radial    = 6                         # N_r, radial functions per neighbour species
+    l_max       = 3                         # largest l of the features A[c, l, m]
+    topology    = "tensor_train"            # network topology
+    cores       = 3                         # d, number of cores (= polynomial degree)
+    bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # d-1 inner bonds: rank x L
+    compression = 0                         # K per core (int or list; 0 = none)
+    dtype       = "float64"                 # or "float32"
+
+:class:`Spec` is frozen and validated on construction; ``Spec.hash`` is a canonical SHA-256 of its
+normalised content (the key of generated code and compiled kernels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOPOLOGIES = ("tensor_train",)
+DTYPES = ("float64", "float32")
+KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "compression", "dtype")
+REQUIRED = ("species", "r_cut", "n_radial", "l_max", "cores")
+
+
+class SpecError(ValueError):
+    """A model spec is malformed; the message names the field and what to do."""
+
+
+@dataclass(frozen=True, order=True)
+class Irreps:
+    """Irreps of one bond: ``((L, rank), …)`` sorted by ``L``; written ``"4x0 + 2x1"``."""
+
+    terms: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def parse(cls, text: str | dict | Irreps, where: str = "bond") -> Irreps:
+        if isinstance(text, Irreps):
+            return text
+        if isinstance(text, dict):
+            items = [(_int(L, f"{where}: L"), _int(r, f"{where}: rank of L={L}")) for L, r in text.items()]
+        elif isinstance(text, str):
+            items = []
+            for part in text.split("+"):
+                mt = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*(e?)\s*", part)
+                if not mt:
+                    raise SpecError(f"{where}: cannot read {part.strip()!r} in {text!r}; write 'RANKxL' terms "
+                                    f"joined by '+', e.g. '4x0 + 2x1 + 2x2'")
+                items.append((int(mt.group(2)), int(mt.group(1))))
+        else:
+            raise SpecError(f"{where}: expected a string like '4x0 + 2x1', got {text!r}")
+        seen = set()
+        for L, r in items:
+            if L in seen:
+                raise SpecError(f"{where}: L={L} appears twice in {text!r}; give each L once with its total rank")
+            seen.add(L)
+            if r < 1:
+                raise SpecError(f"{where}: rank of L={L} must be >= 1, got {r}")
+            if L < 0:
+                raise SpecError(f"{where}: L must be >= 0, got {L}")
+        if not items:
+            raise SpecError(f"{where}: empty irreps {text!r}")
+        return cls(tuple(sorted(items)))
+
+    @property
+    def Ls(self) -> tuple[int, ...]:
+        return tuple(L for L, _ in self.terms)
+
+    def rank(self, L: int) -> int:
+        return dict(self.terms)[L]
+
+    @property
+    def dim(self) -> int:
+        return sum(r * (2 * L + 1) for L, r in self.terms)
+
+    def __str__(self) -> str:
+        return " + ".join(f"{r}x{L}" for L, r in self.terms)
+
+
+def _int(v, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).lstrip("-").isdigit():
+        raise SpecError(f"{where}: expected an integer, got {v!r}")
+    return int(v)
+
+
+def _num(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"{where}: expected a number, got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One ETN model (see the module docstring for the fields and their units)."""
+
+    species: tuple[str, ...]
+    r_cut: float
+    n_radial: int
+    l_max: int
+    cores: int
+    bonds: tuple[Irreps, ...] = ()
+    r_min: float = 0.0
+    topology: str = "tensor_train"
+    compression: tuple[int, ...] = ()
+    dtype: str = "float64"
+    _hash: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        if isinstance(self.species, str) or not isinstance(self.species, (list, tuple)) or not self.species:
+            raise SpecError(f"species: expected a non-empty list of element symbols, got {self.species!r}")
+        from ase.data import chemical_symbols
+
+        species = tuple(self.species)
+        for s in species:
+            if not isinstance(s, str) or s not in chemical_symbols[1:]:
+                raise SpecError(f"species: {s!r} is not an element symbol (write e.g. 'Nb', 'Mo', 'W')")
+        dup = sorted({s for s in species if species.count(s) > 1})
+        if dup:
+            raise SpecError(f"species: {', '.join(dup)} listed more than once; list each element once")
+        set_("species", species)
+        r_cut, r_min = _num(self.r_cut, "r_cut"), _num(self.r_min, "r_min")
+        if r_cut <= 0:
+            raise SpecError(f"r_cut must be > 0 Å, got {r_cut}")
+        if r_min < 0 or r_min >= r_cut:
+            raise SpecError(f"r_min must satisfy 0 <= r_min < r_cut (= {r_cut} Å), got {r_min}")
+        set_("r_cut", r_cut)
+        set_("r_min", r_min)
+        for k in ("n_radial", "cores"):
+            v = _int(getattr(self, k), k)
+            if v < 1:
+                raise SpecError(f"{k} must be >= 1, got {v}")
+            set_(k, v)
+        l_max = _int(self.l_max, "l_max")
+        if l_max < 0:
+            raise SpecError(f"l_max must be >= 0, got {l_max}")
+        set_("l_max", l_max)
+        if self.topology not in TOPOLOGIES:
+            raise SpecError(f"topology {self.topology!r} is unknown; available: {', '.join(TOPOLOGIES)}")
+        if self.dtype not in DTYPES:
+            raise SpecError(f"dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+        bonds = self.bonds
+        if isinstance(bonds, (str, dict, Irreps)):
+            bonds = (bonds,)
+        bonds = tuple(Irreps.parse(b, f"bonds[{i}]") for i, b in enumerate(bonds))
+        if len(bonds) != self.cores - 1:
+            raise SpecError(f"bonds: a tensor train of {self.cores} cores has {self.cores - 1} inner bonds, "
+                            f"but {len(bonds)} were given")
+        set_("bonds", bonds)
+        comp = self.compression
+        if comp is None:
+            comp = ()
+        if isinstance(comp, int) and not isinstance(comp, bool):
+            comp = (comp,) * self.cores if comp else ()
+        comp = tuple(_int(K, f"compression[{k}]") for k, K in enumerate(comp))
+        if comp and len(comp) != self.cores:
+            raise SpecError(f"compression: give one K per core ({self.cores}) or a single integer, got {list(comp)}")
+        C = self.n_radial * len(species)
+        for k, K in enumerate(comp):
+            if K < 0 or K > C + 1:
+                raise SpecError(f"compression[{k}] = {K}: K must be between 1 and the channel count "
+                                f"n_radial * n_species + 1 = {C + 1} (0 = no compression)")
+        if all(K == 0 for K in comp):
+            comp = ()
+        set_("compression", comp)
+        self._check_reachable()
+        set_("_hash", hashlib.sha256(self.canonical_json().encode()).hexdigest())
+
+    # -- derived sizes --------------------------------------------------------------------------
+    @property
+    def n_species(self) -> int:
+        return len(self.species)
+
+    @property
+    def n_channels(self) -> int:
+        """C = n_radial * n_species (the constant channel of l = 0 comes on top)."""
+        return self.n_radial * self.n_species
+
+    def channels(self, l: int) -> int:
+        """Channels of features with angular momentum l: C + 1 for l = 0 (constant), else C."""
+        return self.n_channels + (l == 0)
+
+    def bond(self, k: int) -> Irreps:
+        """Bond ``b_k`` for k = 0 … cores (the end bonds are scalars of rank 1)."""
+        if k == 0 or k == self.cores:
+            return Irreps(((0, 1),))
+        return self.bonds[k - 1]
+
+    def K(self, k: int) -> int:
+        """Channel compression of core k (1-based); 0 = uncompressed."""
+        return self.compression[k - 1] if self.compression else 0
+
+    @property
+    def hash(self) -> str:
+        return self._hash
+
+    def _check_reachable(self):
+        from .cg import admissible
+
+        fwd = [{0}]
+        for k in range(1, self.cores + 1):
+            Ls = set(self.bond(k).Ls)
+            fwd.append({Lo for Lo in Ls if any(admissible(Li, l, Lo) for Li in fwd[-1] for l in range(self.l_max + 1))})
+        bwd = [set()] * (self.cores + 1)
+        bwd[self.cores] = {0}
+        for k in range(self.cores - 1, -1, -1):
+            Ls = set(self.bond(k).Ls)
+            bwd[k] = {Li for Li in Ls if any(admissible(Li, l, Lo) for Lo in bwd[k + 1] for l in range(self.l_max + 1))}
+        for k in range(1, self.cores):
+            dead = sorted(set(self.bond(k).Ls) - (fwd[k] & bwd[k]))
+            if dead:
+                side = "from the input" if dead[0] not in fwd[k] else "to the scalar output"
+                raise SpecError(f"bonds[{k - 1}] = '{self.bond(k)}': L={dead} cannot be coupled {side} with "
+                                f"l_max={self.l_max} (triangle rule and even L_in + l + L_out); "
+                                f"remove them or raise l_max")
+        if 0 not in fwd[self.cores]:
+            raise SpecError("the network cannot produce a scalar (L = 0) output: check bonds and l_max")
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "species": list(self.species), "r_min": self.r_min, "r_cut": self.r_cut,
+            "n_radial": self.n_radial, "l_max": self.l_max, "topology": self.topology,
+            "cores": self.cores, "bonds": [str(b) for b in self.bonds],
+            "compression": list(self.compression), "dtype": self.dtype,
+        }
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "spec") -> Spec:
+        if not isinstance(d, dict):
+            raise SpecError(f"{where}: expected a table of model fields, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(KEYS))
+        if unknown:
+            raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
+        missing = [k for k in REQUIRED if k not in d]
+        if missing:
+            raise SpecError(f"{where}: missing required key(s) {', '.join(missing)}")
+        kw = dict(d)
+        kw["species"] = tuple(kw["species"]) if isinstance(kw["species"], list) else kw["species"]
+        if isinstance(kw.get("bonds"), list):
+            kw["bonds"] = tuple(kw["bonds"])
+        if isinstance(kw.get("compression"), list):
+            kw["compression"] = tuple(kw["compression"])
+        return cls(**kw)
+
+    @classmethod
+    def from_toml(cls, text: str, where: str = "spec") -> Spec:
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"{where}: not valid TOML ({e})") from None
+        if "model" in d and isinstance(d["model"], dict) and set(d) == {"model"}:
+            d = d["model"]
+        return cls.from_dict(d, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Spec:
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"spec file {path} does not exist")
+        return cls.from_toml(path.read_text(), str(path))
+
+    def to_toml(self) -> str:
+        d = self.to_dict()
+        lines = []
+        for k in KEYS:
+            v = d[k]
+            lines.append(f"{k} = {json.dumps(v)}")
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return f"Spec.from_toml({self.to_toml()!r})"

@@ -1,0 +1,34 @@
+"""ASE calculator for an ETN :class:`~etn.Potential`.
+
+    >>> atoms.calc = etn.Calculator("model.etn")          # or a Potential
+    >>> atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+Properties: ``energy``, ``free_energy`` (the same: the model has no electronic entropy),
+``energies`` (per atom), ``forces`` and, for cells with volume, ``stress`` (ASE sign and Voigt order).
+"""
+
+from __future__ import annotations
+
+from ase.calculators.calculator import Calculator as _ASECalculator
+from ase.calculators.calculator import PropertyNotImplementedError, all_changes
+
+from .potential import Potential
+
+
+class Calculator(_ASECalculator):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model, backend: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = model if isinstance(model, Potential) else Potential.load(model)
+        self.backend = backend or self.potential.backend
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        want_stress = "stress" in properties
+        if want_stress and self.atoms.cell.rank < 3:
+            raise PropertyNotImplementedError("stress needs a cell with non-zero volume")
+        res = self.potential.evaluate(self.atoms, forces=True, stress=self.atoms.cell.rank == 3,
+                                      backend=self.backend)
+        res.pop("virial", None)
+        self.results.update(res)

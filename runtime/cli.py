@@ -1,0 +1,71 @@
+"""Command line: ``etn inspect``, ``etn example``.
+
+Every command turns the package's own errors (bad spec, bad model file, bad configuration) into
+one clear line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _spec(arg: str):
+    from . import catalogue
+    from .generator import Spec
+
+    p = Path(arg)
+    if p.suffix == ".toml" or p.exists():
+        return Spec.load(p)
+    if arg in catalogue.names():
+        return catalogue.load(arg)
+    raise FileNotFoundError(f"{arg} is neither a spec file nor a catalogue spec ({', '.join(catalogue.names())})")
+
+
+def cmd_inspect(args) -> int:
+    from .generator import schedule
+    from .report import dot, table
+
+    sched = schedule(_spec(args.spec))
+    if args.json:
+        print(sched.to_json())
+    elif args.dot:
+        print(dot(sched), end="")
+    else:
+        print(table(sched))
+    return 0
+
+
+def cmd_example(args) -> int:
+    from .example import run
+
+    run(steps=args.steps)
+    return 0
+
+
+def main(argv=None) -> int:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="etn", description="Equivariant tensor network interatomic potentials.")
+    ap.add_argument("--version", action="version", version=f"etn {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="print the contraction schedule of a spec")
+    p.add_argument("spec", help="spec TOML file, or a catalogue name (tiny, binary, compressed, default, deep)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="the full schedule as JSON")
+    g.add_argument("--dot", action="store_true", help="a Graphviz picture of the network (pipe to `dot -Tpng`)")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("example", help="the bundled example: inspect, evaluate and run MD on bundled MoNbTaW data")
+    p.add_argument("--steps", type=int, default=50, help="MD steps (default 50)")
+    p.set_defaults(func=cmd_example)
+    args = ap.parse_args(argv)
+    from .generator import SpecError
+    from .modelfile import ModelFileError
+    from .neighbors import ConfigurationError
+
+    try:
+        return args.func(args)
+    except (SpecError, ModelFileError, ConfigurationError, FileNotFoundError, KeyError) as e:
+        print(f"etn: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,103 @@
+"""Model files (``*.etn``): a versioned, self-describing, line-based text format.
+
+Loading never runs code from the file: it is parsed line by line, the spec and metadata with
+``json.loads``, the parameters with ``float``. The format is simple enough for C (the LAMMPS plugin
+and the standalone library read it too)::
+
+    etn-model 1                       <- magic and format version
+    etn_version 0.1.0
+    spec_hash <sha256 of the canonical spec JSON>
+    spec {"species": [...], ...}      <- canonical JSON, one line
+    metadata {...}                    <- JSON, one line
+    n_params 1234
+    params                            <- then n_params lines, one float64 each (%.17g, exact)
+    ...
+    end
+    sha256 <hex digest of every byte above this line>
+
+A truncated file (no ``end`` / no checksum), a tampered one (checksum or spec hash mismatch) and one
+from a newer format version each raise :class:`ModelFileError` with what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MAGIC = "etn-model"
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be read; the message names the file, the problem and what to do."""
+
+
+def write(path, spec, params: np.ndarray, metadata: dict, etn_version: str) -> None:
+    lines = [f"{MAGIC} {FORMAT_VERSION}", f"etn_version {etn_version}", f"spec_hash {spec.hash}",
+             f"spec {spec.canonical_json()}", f"metadata {json.dumps(metadata, sort_keys=True)}",
+             f"n_params {len(params)}", "params"]
+    lines += [repr(float(v)) for v in params]
+    lines.append("end")
+    body = "\n".join(lines) + "\n"
+    text = body + f"sha256 {hashlib.sha256(body.encode()).hexdigest()}\n"
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def read(path):
+    """Return ``(spec_dict, params, metadata, etn_version)``; the caller rebuilds the ``Spec``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{path} is not an etn model file (not text)") from None
+    lines = text.split("\n")
+    first = lines[0].split()
+    if len(first) != 2 or first[0] != MAGIC:
+        raise ModelFileError(f"{path} is not an etn model file (it does not start with '{MAGIC}')")
+    try:
+        version = int(first[1])
+    except ValueError:
+        raise ModelFileError(f"{path}: unreadable format version {first[1]!r}") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model-file format {version}, newer than this etn reads "
+                             f"({FORMAT_VERSION}); upgrade etn (pip install -U etn)")
+    end = text.rfind("\nend\n")
+    tail = text[end + 5:] if end >= 0 else ""
+    if end < 0 or not tail.startswith("sha256 "):
+        raise ModelFileError(f"{path} is truncated (no end marker and checksum); re-save or re-copy the model")
+    body = text[:end + 5]
+    if hashlib.sha256(body.encode()).hexdigest() != tail.split()[1]:
+        raise ModelFileError(f"{path} is corrupt: its checksum does not match its content "
+                             f"(edited or damaged); re-save or re-copy the model")
+    header, k = {}, 1
+    while k < len(lines) and lines[k] != "params":
+        key, _, value = lines[k].partition(" ")
+        header[key] = value
+        k += 1
+    for key in ("etn_version", "spec_hash", "spec", "metadata", "n_params"):
+        if key not in header:
+            raise ModelFileError(f"{path}: header field '{key}' is missing")
+    try:
+        spec = json.loads(header["spec"])
+        metadata = json.loads(header["metadata"])
+        n = int(header["n_params"])
+        values = lines[k + 1:k + 1 + n]
+        params = np.array([float(v) for v in values], dtype=np.float64)
+    except (ValueError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: malformed content ({e})") from None
+    if len(params) != n or lines[k + 1 + n] != "end":
+        raise ModelFileError(f"{path}: expected {n} parameters before 'end'")
+    if not all(math.isfinite(v) for v in params):
+        raise ModelFileError(f"{path}: parameters contain NaN or inf")
+    return spec, header["spec_hash"], params, metadata, header["etn_version"]

@@ -1,0 +1,59 @@
+"""Neighbour pairs of a configuration, from ASE's neighbour list.
+
+``pairs(atoms, spec)`` returns a :class:`Pairs` with, for every ordered pair (i, j) with
+``|r_ij| < r_cut``, the index arrays ``i``, ``j`` and the vectors ``r = x_j - x_i + shift`` (Å,
+shape ``(P, 3)``), plus ``species`` (index into ``spec.species`` per atom, shape ``(N,)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Two atoms closer than this (Å) are taken as overlapping: the model is undefined there.
+OVERLAP = 0.1
+
+
+class ConfigurationError(ValueError):
+    """A configuration cannot be evaluated by this model; the message says why and what to do."""
+
+
+@dataclass
+class Pairs:
+    n_atoms: int
+    species: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    r: np.ndarray
+
+
+def species_indices(atoms, species: tuple[str, ...]) -> np.ndarray:
+    """Index of each atom's element in ``species``; a clear error names elements the model lacks."""
+    symbols = np.asarray(atoms.get_chemical_symbols())
+    lookup = {s: k for k, s in enumerate(species)}
+    unknown = sorted(set(symbols.tolist()) - set(lookup))
+    if unknown:
+        raise ConfigurationError(
+            f"the configuration contains {', '.join(unknown)}, which this model does not know "
+            f"(its species: {', '.join(species)}); fit a model whose spec lists them")
+    return np.array([lookup[s] for s in symbols], dtype=np.int64)
+
+
+def pairs(atoms, spec) -> Pairs:
+    from ase.neighborlist import neighbor_list
+
+    species = species_indices(atoms, spec.species)
+    pos = atoms.get_positions()
+    if not np.all(np.isfinite(pos)):
+        raise ConfigurationError("atomic positions contain NaN or inf")
+    if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
+        raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
+    i, j, r = neighbor_list("ijD", atoms, spec.r_cut)
+    d = np.linalg.norm(r, axis=1)
+    if d.size and d.min() < OVERLAP:
+        k = int(np.argmin(d))
+        raise ConfigurationError(
+            f"atoms {i[k]} and {j[k]} are {d[k]:.3g} Å apart (overlapping; minimum {OVERLAP} Å): "
+            f"check the structure (duplicated atoms, wrong cell or units)")
+    return Pairs(len(atoms), species, i.astype(np.int64), j.astype(np.int64), np.ascontiguousarray(r, dtype=np.float64))

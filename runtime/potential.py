@@ -1,0 +1,117 @@
+"""``Potential``: a spec, its parameters and a backend that evaluates them.
+
+``Potential.evaluate(atoms)`` returns ASE-convention results: ``energy`` (eV), ``energies`` (eV per
+atom), ``forces`` (eV/Å), ``virial`` (``-Σ_pairs r_ij ⊗ ∂V_i/∂r_ij``, eV) and, for a cell with
+volume, ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy, positive = tensile as in ASE).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from . import modelfile
+from .generator import Spec, schedule
+from .neighbors import ConfigurationError, pairs
+
+
+@lru_cache(maxsize=32)
+def cached_schedule(spec: Spec):
+    """The schedule of ``spec``, derived once per process."""
+    return schedule(spec)
+
+
+def _backend(sched, name: str):
+    if name == "numpy":
+        from .reference import NumpyBackend
+
+        return NumpyBackend(sched)
+    raise ValueError(f"unknown backend {name!r}; available: 'numpy'")
+
+
+class Potential:
+    """An ETN potential: ``spec`` + flat ``params`` (layout: ``schedule.params``)."""
+
+    def __init__(self, spec: Spec, params=None, metadata: dict | None = None, backend: str = "numpy"):
+        self.spec = spec
+        self.schedule = cached_schedule(spec)
+        n = self.schedule.n_params
+        params = np.zeros(n) if params is None else np.array(params, dtype=np.float64)
+        if params.shape != (n,):
+            raise ValueError(f"spec {spec.hash[:12]} has {n} parameters, got an array of shape {params.shape}")
+        self.params = params
+        self.metadata = dict(metadata or {})
+        self._backends = {}
+        self.backend = backend
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def random(cls, spec: Spec, seed: int = 0, scale: float = 1.0, **kw) -> Potential:
+        """Random parameters: each block ~ N(0, scale² / fan_in), ``e0 = 0``; deterministic in ``seed``."""
+        sched = cached_schedule(spec)
+        rng = np.random.default_rng(seed)
+        params = np.zeros(sched.n_params)
+        for b in sched.params:
+            if b.name == "e0":
+                continue
+            fan_in = b.shape[-2] * (b.shape[-3] if len(b.shape) >= 3 else 1)
+            params[b.offset:b.offset + b.size] = rng.normal(0.0, scale / np.sqrt(fan_in), b.size)
+        return cls(spec, params, {"init": f"random(seed={seed}, scale={scale})"}, **kw)
+
+    def block(self, name: str) -> np.ndarray:
+        """A view of one parameter block, e.g. ``'e0'`` or ``'core1.path0_0_0'``, in its shape."""
+        b = self.schedule.block(name)
+        return self.params[b.offset:b.offset + b.size].reshape(b.shape)
+
+    # -- files -------------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        from . import __version__
+
+        modelfile.write(path, self.spec, self.params, self.metadata, __version__)
+
+    @classmethod
+    def load(cls, path, backend: str = "numpy") -> Potential:
+        spec_dict, spec_hash, params, metadata, _ = modelfile.read(path)
+        try:
+            spec = Spec.from_dict(spec_dict, f"{path}: spec")
+        except ValueError as e:
+            raise modelfile.ModelFileError(f"{path}: invalid spec ({e})") from None
+        if spec.hash != spec_hash:
+            raise modelfile.ModelFileError(f"{path}: the spec does not match its recorded hash (file edited?)")
+        try:
+            return cls(spec, params, metadata, backend=backend)
+        except ValueError as e:
+            raise modelfile.ModelFileError(f"{path}: {e}") from None
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def _get_backend(self, name):
+        if name not in self._backends:
+            self._backends[name] = _backend(self.schedule, name)
+        return self._backends[name]
+
+    def evaluate(self, atoms, forces: bool = True, stress: bool = True, backend: str | None = None) -> dict:
+        be = self._get_backend(backend or self.backend)
+        pr = pairs(atoms, self.spec)
+        need_grad = forces or stress
+        V, g = be.compute(self.params, pr, gradients=need_grad)
+        energies = self.block("e0")[pr.species] + V
+        out = {"energies": energies, "energy": float(energies.sum())}
+        out["free_energy"] = out["energy"]
+        if not need_grad:
+            return out
+        N = pr.n_atoms
+        F = np.zeros((N, 3))
+        for a in range(3):
+            F[:, a] = np.bincount(pr.i, g[:, a], N) - np.bincount(pr.j, g[:, a], N)
+        out["forces"] = F
+        W = g.T @ pr.r  # Σ_pairs ∂V/∂r ⊗ r  = dE/dε
+        W = 0.5 * (W + W.T)
+        out["virial"] = -W
+        if stress:
+            if atoms.cell.rank == 3:
+                s = W / atoms.get_volume()
+                out["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            elif any(atoms.pbc):
+                raise ConfigurationError("stress needs a cell with non-zero volume")
+        return out
