@@ -215,11 +215,12 @@ class Spec:
         for k in range(self.cores - 1, -1, -1):
             Ls = set(self.bond(k).Ls)
             bwd[k] = {Li for Li in Ls if any(admissible(Li, l, Lo) for Lo in bwd[k + 1] for l in range(self.l_max + 1))}
-        for k in range(1, self.cores):
-            dead = sorted(set(self.bond(k).Ls) - (fwd[k] & bwd[k]))
+        # unreachable from the input: report the leftmost bond; cannot reach the output: the rightmost
+        checks = [(k, set(self.bond(k).Ls) - fwd[k], "from the input") for k in range(1, self.cores)]
+        checks += [(k, set(self.bond(k).Ls) - bwd[k], "to the scalar output") for k in range(self.cores - 1, 0, -1)]
+        for k, dead, side in checks:
             if dead:
-                side = "from the input" if dead[0] not in fwd[k] else "to the scalar output"
-                raise SpecError(f"bonds[{k - 1}] = '{self.bond(k)}': L={dead} cannot be coupled {side} with "
+                raise SpecError(f"bonds[{k - 1}] = '{self.bond(k)}': L={sorted(dead)} cannot be coupled {side} with "
                                 f"l_max={self.l_max} (triangle rule and even L_in + l + L_out); "
                                 f"remove them or raise l_max")
         if 0 not in fwd[self.cores]:

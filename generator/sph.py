@@ -94,3 +94,36 @@ def sphere_integral(a: int, b: int, c: int) -> sp.Expr:
         return sp.Integer(0)
     beta = [sp.Rational(e + 1, 2) for e in (a, b, c)]
     return 2 * sp.gamma(beta[0]) * sp.gamma(beta[1]) * sp.gamma(beta[2]) / sp.gamma(sum(beta))
+
+
+def evaluate(l: int, points):
+    """Numerical ``Y_l,m`` (m = -l … l) at unit vectors ``points`` (n, 3) -> (n, 2l + 1)."""
+    import numpy as np
+
+    pts = np.asarray(points, dtype=np.float64)
+    cols = []
+    for m in range(-l, l + 1):
+        val = np.zeros(len(pts))
+        for coef, (a, b, c) in monomials(solid_harmonic(l, m)):
+            val += float(coef) * pts[:, 0] ** a * pts[:, 1] ** b * pts[:, 2] ** c
+        cols.append(val)
+    return np.stack(cols, axis=1)
+
+
+def wigner_D(l: int, R):
+    """Real Wigner matrix ``D^l(R)`` with ``Y_l(R r̂) = D^l(R) Y_l(r̂)`` for a 3x3 orthogonal ``R``.
+
+    Derived from the harmonics themselves: their span is invariant under O(3), so ``D`` is the
+    exact solution of ``Y_l(R u_k) = D Y_l(u_k)`` on any 2l + 1 or more points in general
+    position (least squares on a fixed point set; exact up to round-off). Reflections give
+    ``D^l(-I) = (-1)^l I``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(12345)
+    u = rng.normal(size=(4 * l + 8, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    Y = evaluate(l, u)
+    YR = evaluate(l, u @ np.asarray(R, dtype=np.float64).T)
+    D, *_ = np.linalg.lstsq(Y, YR, rcond=None)
+    return D.T

@@ -86,7 +86,7 @@ class NumpyBackend:
         tj = pairs.species[pairs.j]
         phi = Q[:, :, None] * Y[:, None, :]  # (P, N_r, n_sh)
         acc = np.zeros((N * S, Nr * Y.shape[1]))
-        np.add.at(acc, pairs.i * S + tj, phi.reshape(len(d), -1))
+        np.add.at(acc, pairs.i * S + tj, phi.reshape(len(d), Nr * Y.shape[1]))
         acc = acc.reshape(N, S * Nr, -1)
         A = []
         for l in range(self.l_max + 1):

@@ -1,0 +1,82 @@
+"""A dense, slow implementation of the model straight from DESIGN.md section 1.
+
+Independent of the schedule: harmonics from scipy's complex ``sph_harm_y`` moved to the real basis,
+Chebyshev polynomials from ``numpy.polynomial``, CG as dense arrays from :func:`real_cg_dense`, and
+each core assembled as one dense tensor ``T_k[(L_in, a_in, M_in), (c, l, m), (L_out, a_out, M_out)]``
+including the compression ``g = U G``. Site energies only: forces are checked by finite differences.
+"""
+
+import numpy as np
+from ase.neighborlist import neighbor_list
+from numpy.polynomial import chebyshev
+from scipy.special import sph_harm_y
+
+from etn.generator import admissible, complex_to_real, real_cg_dense
+
+
+def real_sh(l, u):
+    theta, phi = np.arccos(np.clip(u[2], -1, 1)), np.arctan2(u[1], u[0])
+    Yc = np.array([sph_harm_y(l, m, theta, phi) for m in range(-l, l + 1)])
+    return (np.array(complex_to_real(l).evalf(), dtype=complex) @ Yc).real
+
+
+def irrep_index(irreps):
+    """Flat index of (L, a, M) within a bond."""
+    idx, o = {}, 0
+    for L, r in irreps.terms:
+        for a in range(r):
+            for M in range(-L, L + 1):
+                idx[(L, a, M)] = o
+                o += 1
+    return idx, o
+
+
+def site_energies(pot, atoms):
+    spec = pot.spec
+    S, Nr, lm, C = spec.n_species, spec.n_radial, spec.l_max, spec.n_channels
+    sp_index = {s: k for k, s in enumerate(spec.species)}
+    species = [sp_index[s] for s in atoms.get_chemical_symbols()]
+    ii, D = neighbor_list("iD", atoms, spec.r_cut)
+    N = len(atoms)
+    # features A[i, c, l, m + l_max], constant channel c = C
+    A = np.zeros((N, C + 1, lm + 1, 2 * lm + 1))
+    A[:, C, 0, lm] = 1.0
+    jj = neighbor_list("j", atoms, spec.r_cut)
+    for i, j, r in zip(ii, jj, D):
+        d = np.linalg.norm(r)
+        xi = (2 * d - spec.r_min - spec.r_cut) / (spec.r_cut - spec.r_min)
+        f = ((spec.r_cut - d) / (spec.r_cut - spec.r_min)) ** 2
+        for n in range(Nr):
+            Q = chebyshev.chebval(xi, np.eye(Nr)[n]) * f
+            for l in range(lm + 1):
+                A[i, species[j] * Nr + n, l, lm - l:lm + l + 1] += Q * real_sh(l, r / d)
+    # chain of dense cores
+    V = np.zeros(N)
+    for i in range(N):
+        h = np.ones(1)
+        for k in range(1, spec.cores + 1):
+            bi, bo = spec.bond(k - 1), spec.bond(k)
+            (ix_in, n_in), (ix_out, n_out) = irrep_index(bi), irrep_index(bo)
+            T = np.zeros((n_in, C + 1, lm + 1, 2 * lm + 1, n_out))
+            for L_in, r_in in bi.terms:
+                for l in range(lm + 1):
+                    for L_out, r_out in bo.terms:
+                        if not admissible(L_in, l, L_out):
+                            continue
+                        G = pot.block(f"core{k}.path{L_in}_{l}_{L_out}")
+                        if k == 1:
+                            G = G[species[i]]
+                        if spec.K(k):
+                            G = np.einsum("cK,aKb->acb", pot.block(f"core{k}.U.l{l}"), G)
+                        nc = spec.channels(l)
+                        cg = real_cg_dense(L_in, l, L_out)
+                        for a in range(r_in):
+                            for b in range(r_out):
+                                for M_in in range(-L_in, L_in + 1):
+                                    for M_out in range(-L_out, L_out + 1):
+                                        T[ix_in[(L_in, a, M_in)], :nc, l, lm - l:lm + l + 1, ix_out[(L_out, b, M_out)]] += (
+                                            G[a, :, b][:, None] * cg[M_out + L_out, M_in + L_in][None, :])
+            h = np.einsum("I,clm,IclmO->O", h, A[i], T)
+        V[i] = h[0]
+    e0 = pot.block("e0")
+    return np.array([e0[s] for s in species]) + V

@@ -1,0 +1,130 @@
+"""numpy reference backend: against the dense maths, finite differences and the laws of physics."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from scipy.spatial.transform import Rotation
+
+import etn
+from etn.generator import ORDERS
+from etn.reference import NumpyBackend
+
+from . import dense_reference
+from .conftest import random_cluster, random_crystal
+
+
+def energies(pot, atoms):
+    return pot.evaluate(atoms, forces=False, stress=False)["energies"]
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_matches_dense_maths(potential, periodic):
+    sp = potential.spec.species
+    atoms = random_crystal(sp, seed=4, reps=(1, 1, 2)) if periodic else random_cluster(sp, n=7, seed=5)
+    np.testing.assert_allclose(energies(potential, atoms), dense_reference.site_energies(potential, atoms),
+                               rtol=1e-11, atol=1e-12)
+
+
+def test_every_contraction_order_agrees(potential):
+    """Forcing each of the three orders on every path gives the same energies and gradients."""
+    atoms = random_crystal(potential.spec.species, seed=6, reps=(1, 1, 2))
+    pr = etn.neighbors.pairs(atoms, potential.spec)
+    results = []
+    for order in ORDERS:
+        sched = potential.schedule
+        cores = tuple(dataclasses.replace(c, paths=tuple(dataclasses.replace(p, order=order) for p in c.paths))
+                      for c in sched.cores)
+        be = NumpyBackend(dataclasses.replace(sched, cores=cores))
+        results.append(be.compute(potential.params, pr))
+    for V, g in results[1:]:
+        np.testing.assert_allclose(V, results[0][0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(g, results[0][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("triclinic", [False, True])
+def test_forces_and_stress_are_gradients(potential, triclinic):
+    atoms = random_crystal(potential.spec.species, seed=7, reps=(1, 1, 2), triclinic=triclinic)
+    atoms.calc = etn.Calculator(potential)
+    f, s = atoms.get_forces(), atoms.get_stress()
+    np.testing.assert_allclose(f, calculate_numerical_forces(atoms, 1e-5), atol=1e-8 * max(1, np.abs(f).max()))
+    np.testing.assert_allclose(s, calculate_numerical_stress(atoms, 1e-5), atol=1e-8 * max(1, np.abs(s).max()))
+    assert np.abs(f).max() > 1e-4 and np.abs(s).max() > 1e-6  # not trivially zero
+
+
+def test_cluster_forces_are_gradients(potential):
+    atoms = random_cluster(potential.spec.species, n=6, seed=8, box=5.0)
+    atoms.calc = etn.Calculator(potential)
+    f = atoms.get_forces()
+    np.testing.assert_allclose(f, calculate_numerical_forces(atoms, 1e-5), atol=1e-8 * max(1, np.abs(f).max()))
+
+
+def test_invariances(potential):
+    sp = potential.spec.species
+    atoms = random_cluster(sp, n=9, seed=9, box=5.5)
+    ref = potential.evaluate(atoms)
+    scale = max(1.0, np.abs(ref["energies"]).max())
+    for R in Rotation.random(3, random_state=1).as_matrix():
+        for Q in (R, -R):  # proper and improper rotations
+            moved = atoms.copy()
+            moved.positions = atoms.positions @ Q.T + np.array([0.3, -1.2, 2.0])
+            res = potential.evaluate(moved)
+            np.testing.assert_allclose(res["energies"], ref["energies"], atol=1e-12 * scale)
+            np.testing.assert_allclose(res["forces"], ref["forces"] @ Q.T, atol=1e-11 * scale)
+    # permutation of atoms (same-species relabelling included)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    res = potential.evaluate(atoms[perm])
+    np.testing.assert_allclose(res["energies"], ref["energies"][perm], atol=1e-12 * scale)
+    np.testing.assert_allclose(res["forces"], ref["forces"][perm], atol=1e-12 * scale)
+
+
+def test_periodic_invariances(potential):
+    atoms = random_crystal(potential.spec.species, seed=10, reps=(1, 1, 2), triclinic=True)
+    ref = potential.evaluate(atoms)
+    R = Rotation.random(random_state=3).as_matrix()
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell.array @ R.T, scale_atoms=False)
+    moved.positions = atoms.positions @ R.T
+    res = potential.evaluate(moved)
+    np.testing.assert_allclose(res["energy"], ref["energy"], rtol=1e-12)
+    shifted = atoms.copy()
+    shifted.positions += [1.1, 0.4, -0.7]
+    shifted.wrap()
+    np.testing.assert_allclose(potential.evaluate(shifted)["energies"], ref["energies"], rtol=1e-11, atol=1e-12)
+
+
+def test_sums(potential):
+    atoms = random_crystal(potential.spec.species, seed=11, reps=(1, 1, 2))
+    res = potential.evaluate(atoms)
+    assert res["energy"] == pytest.approx(res["energies"].sum(), rel=1e-14)
+    assert np.abs(res["forces"].sum(axis=0)).max() < 1e-12 * max(1, np.abs(res["forces"]).max())
+
+
+def test_isolated_atoms_and_dimer(potential):
+    sp = potential.spec.species
+    rc = potential.spec.r_cut
+    e0 = potential.block("e0")
+    # atoms without neighbours: energy is e0 + V(features = constant channel only)
+    lone = Atoms([sp[0], sp[-1]], positions=[[0, 0, 0], [rc + 1.0, 0, 0]])
+    res = potential.evaluate(lone)
+    np.testing.assert_allclose(res["forces"], 0.0)
+    single = [potential.evaluate(Atoms([s]))["energy"] for s in (sp[0], sp[-1])]
+    np.testing.assert_allclose(res["energies"], single, rtol=1e-14)
+    assert single[0] != pytest.approx(e0[0])  # the constant channel reaches the output
+    # a dimer at r >= r_cut does not interact; just inside, it does
+    for r, interacts in [(rc, False), (rc + 1e-9, False), (rc - 0.3, True)]:
+        d = potential.evaluate(Atoms([sp[0], sp[-1]], positions=[[0, 0, 0], [r, 0, 0]]))
+        assert (abs(d["energy"] - sum(single)) > 1e-9) == interacts
+        assert (np.abs(d["forces"]).max() > 1e-9) == interacts
+
+
+def test_bad_configurations(potential):
+    sp = potential.spec.species
+    with pytest.raises(etn.ConfigurationError, match="Xe, which this model does not know"):
+        potential.evaluate(Atoms([sp[0], "Xe"], positions=[[0, 0, 0], [2, 0, 0]]))
+    with pytest.raises(etn.ConfigurationError, match="overlapping"):
+        potential.evaluate(Atoms([sp[0]] * 2, positions=[[0, 0, 0], [0.01, 0, 0]]))
+    with pytest.raises(etn.ConfigurationError, match="NaN"):
+        potential.evaluate(Atoms([sp[0]] * 2, positions=[[0, 0, 0], [np.nan, 0, 0]]))

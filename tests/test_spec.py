@@ -1,0 +1,77 @@
+"""Spec parsing, validation messages, canonical hash."""
+
+import pytest
+
+import etn
+from etn import Spec, SpecError
+
+BASE = dict(species=["Nb", "Mo"], r_min=1.5, r_cut=5.0, n_radial=4, l_max=2, cores=3,
+            bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"])
+
+
+def make(**kw):
+    d = dict(BASE)
+    d.update(kw)
+    return Spec.from_dict({k: v for k, v in d.items() if v is not ...})
+
+
+def test_toml_round_trip_and_hash():
+    s = make()
+    t = Spec.from_toml(s.to_toml())
+    assert t == s and t.hash == s.hash and len(s.hash) == 64
+    assert eval(repr(s), {"Spec": Spec}) == s  # repr round-trips
+    # the same model written differently has the same canonical hash
+    assert make(bonds=["1x2 + 2x0 + 1x1", "1x1+2x0"]).hash == s.hash
+    assert make(r_cut=5.5).hash != s.hash
+    assert Spec.from_toml("[model]\n" + s.to_toml()) == s
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(n_radial=0), "n_radial must be >= 1"),
+    (dict(n_radial=-2), "n_radial must be >= 1"),
+    (dict(cores=0), "cores must be >= 1"),
+    (dict(l_max=-1), "l_max must be >= 0"),
+    (dict(r_cut=0.0), "r_cut must be > 0"),
+    (dict(r_min=5.0), "r_min must satisfy"),
+    (dict(r_min=6.0), "r_min must satisfy"),
+    (dict(topology="mesh"), "topology 'mesh' is unknown"),
+    (dict(dtype="float16"), "dtype 'float16' is unknown"),
+    (dict(species=["Nb", "Nb"]), "Nb listed more than once"),
+    (dict(species=["Nb", "Xx"]), "'Xx' is not an element symbol"),
+    (dict(species=["nb"]), "'nb' is not an element symbol"),
+    (dict(species=[]), "non-empty list"),
+    (dict(bonds=["2x0"]), "3 cores has 2 inner bonds"),
+    (dict(bonds=["2x0 + 1x1 + 1x7", "2x0"]), r"L=\[7\] cannot be coupled from the input"),
+    (dict(bonds=["2x0 + 1x1", "1x1"], l_max=0), r"cannot be coupled"),
+    (dict(bonds=["2x0 + 1x1", "1x3"]), r"L=\[3\] cannot be coupled to the scalar output"),
+    (dict(bonds=["2x0 + 0x1", "2x0"]), "rank of L=1 must be >= 1"),
+    (dict(bonds=["2x0 + 1x0", "2x0"]), "L=0 appears twice"),
+    (dict(bonds=["two", "2x0"]), "cannot read 'two'"),
+    (dict(compression=[4, 4]), "one K per core"),
+    (dict(compression=100), "K must be between 1 and"),
+    (dict(n_radial="four"), "n_radial: expected an integer"),
+    (dict(r_cut="5"), "r_cut: expected a number"),
+    (dict(colour="red"), "unknown key.*colour"),
+    (dict(r_cut=...), "missing required key.*r_cut"),
+])
+def test_bad_fields_have_clear_errors(kw, match):
+    with pytest.raises(SpecError, match=match):
+        make(**kw)
+
+
+def test_bad_toml():
+    with pytest.raises(SpecError, match="not valid TOML"):
+        Spec.from_toml("species = [")
+
+
+def test_scalar_compression_and_channels():
+    s = make(compression=3)
+    assert s.compression == (3, 3, 3) and s.K(2) == 3
+    assert s.n_channels == 8 and s.channels(0) == 9 and s.channels(1) == 8
+    assert make(compression=0).compression == ()
+
+
+@pytest.mark.parametrize("name", etn.catalogue.names())
+def test_catalogue_specs_load(name):
+    spec = etn.catalogue.load(name)
+    assert spec.hash == Spec.from_toml(spec.to_toml()).hash
