@@ -22,18 +22,27 @@ def cached_schedule(spec: Spec):
     return schedule(spec)
 
 
+BACKENDS = ("c", "numpy")
+
+
 def _backend(sched, name: str):
+    """A backend object with ``compute(params, pairs, gradients) -> (site energies, pair gradients)``."""
     if name == "numpy":
         from .reference import NumpyBackend
 
         return NumpyBackend(sched)
-    raise ValueError(f"unknown backend {name!r}; available: 'numpy'")
+    if name in ("c", "c-float32", "c-float64"):
+        from .cbackend import CBackend
+
+        return CBackend(sched, None if name == "c" else name[2:])
+    raise ValueError(f"unknown backend {name!r}; available: 'c' (generated C, the default), "
+                     f"'c-float32', 'c-float64', 'numpy' (reference)")
 
 
 class Potential:
     """An ETN potential: ``spec`` + flat ``params`` (layout: ``schedule.params``)."""
 
-    def __init__(self, spec: Spec, params=None, metadata: dict | None = None, backend: str = "numpy"):
+    def __init__(self, spec: Spec, params=None, metadata: dict | None = None, backend: str = "c"):
         self.spec = spec
         self.schedule = cached_schedule(spec)
         n = self.schedule.n_params
@@ -71,7 +80,7 @@ class Potential:
         modelfile.write(path, self.spec, self.params, self.metadata, __version__)
 
     @classmethod
-    def load(cls, path, backend: str = "numpy") -> Potential:
+    def load(cls, path, backend: str = "c") -> Potential:
         spec_dict, spec_hash, params, metadata, _ = modelfile.read(path)
         try:
             spec = Spec.from_dict(spec_dict, f"{path}: spec")
@@ -94,8 +103,7 @@ class Potential:
         be = self._get_backend(backend or self.backend)
         pr = pairs(atoms, self.spec)
         need_grad = forces or stress
-        V, g = be.compute(self.params, pr, gradients=need_grad)
-        energies = self.block("e0")[pr.species] + V
+        energies, g = be.compute(self.params, pr, gradients=need_grad)
         out = {"energies": energies, "energy": float(energies.sum())}
         out["free_energy"] = out["energy"]
         if not need_grad:

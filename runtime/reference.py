@@ -165,11 +165,12 @@ class NumpyBackend:
         return dA
 
     def compute(self, params, pairs, gradients: bool = True):
-        """Site energies ``V`` (N,) without ``e0`` and per-pair gradients ``∂V_i/∂r_ij`` (P, 3)."""
+        """Site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (P, 3) or None."""
         params = np.asarray(params, dtype=np.float64)
         A, (Q, dQ, Y, dY, tj) = self.features(pairs)
         hs, Bs = self.forward(params, A, pairs.species)
-        V = hs[-1][0][:, 0, 0]
+        e0 = self.sched.block("e0")
+        V = params[e0.offset:e0.offset + e0.size][pairs.species] + hs[-1][0][:, 0, 0]
         if not gradients:
             return V, None
         dA = self.backward(params, A, pairs.species, hs, Bs)
