@@ -12,16 +12,21 @@ from __future__ import annotations
 from ase.calculators.calculator import Calculator as _ASECalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
+from .neighbors import NeighborCache
 from .potential import Potential
 
 
 class Calculator(_ASECalculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model, backend: str | None = None, **kwargs):
+    def __init__(self, model, backend: str | None = None, skin: float = 0.5, **kwargs):
+        """``model``: a :class:`Potential` or a model file; ``backend``: ``'c'`` (default), ``'c-float32'``
+        or ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only
+        when an atom moved more than ``skin / 2`` (or the cell or species changed)."""
         super().__init__(**kwargs)
         self.potential = model if isinstance(model, Potential) else Potential.load(model)
         self.backend = backend or self.potential.backend
+        self.neighbors = NeighborCache(self.potential.spec, skin)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -29,6 +34,6 @@ class Calculator(_ASECalculator):
         if want_stress and self.atoms.cell.rank < 3:
             raise PropertyNotImplementedError("stress needs a cell with non-zero volume")
         res = self.potential.evaluate(self.atoms, forces=True, stress=self.atoms.cell.rank == 3,
-                                      backend=self.backend)
+                                      backend=self.backend, neighbors=self.neighbors)
         res.pop("virial", None)
         self.results.update(res)

@@ -57,3 +57,41 @@ def pairs(atoms, spec) -> Pairs:
             f"atoms {i[k]} and {j[k]} are {d[k]:.3g} Å apart (overlapping; minimum {OVERLAP} Å): "
             f"check the structure (duplicated atoms, wrong cell or units)")
     return Pairs(len(atoms), species, i.astype(np.int64), j.astype(np.int64), np.ascontiguousarray(r, dtype=np.float64))
+
+
+class NeighborCache:
+    """Pairs within ``r_cut + skin``, rebuilt only when an atom has moved more than ``skin / 2`` or
+    the cell, periodicity or species changed; in between only the pair vectors are recomputed
+    (``r = x_j - x_i + shift · cell``) and pairs beyond ``r_cut`` are dropped."""
+
+    def __init__(self, spec, skin: float = 0.5):
+        self.spec, self.skin = spec, skin
+        self.rebuilds = 0
+        self._key = None
+
+    def _build(self, atoms):
+        from ase.neighborlist import neighbor_list
+
+        self.species = species_indices(atoms, self.spec.species)
+        self.i, self.j, self.S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)
+        self.positions = atoms.get_positions().copy()
+        self._key = (atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
+        self.rebuilds += 1
+
+    def pairs(self, atoms) -> Pairs:
+        pos = atoms.get_positions()
+        if not np.all(np.isfinite(pos)):
+            raise ConfigurationError("atomic positions contain NaN or inf")
+        key = (atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
+        if key != self._key or len(pos) != len(self.positions) or (
+                len(pos) and np.max(np.sum((pos - self.positions) ** 2, axis=1)) > (self.skin / 2) ** 2):
+            self._build(atoms)
+        r = pos[self.j] - pos[self.i] + self.S @ atoms.cell.array
+        d2 = np.einsum("pa,pa->p", r, r)
+        keep = d2 < self.spec.r_cut ** 2
+        if keep.any() and d2[keep].min() < OVERLAP ** 2:
+            k = np.flatnonzero(keep)[np.argmin(d2[keep])]
+            raise ConfigurationError(
+                f"atoms {self.i[k]} and {self.j[k]} are {np.sqrt(d2[k]):.3g} Å apart (overlapping; minimum "
+                f"{OVERLAP} Å): check the structure (duplicated atoms, wrong cell or units)")
+        return Pairs(len(pos), self.species, self.i[keep], self.j[keep], np.ascontiguousarray(r[keep]))

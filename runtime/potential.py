@@ -99,9 +99,15 @@ class Potential:
             self._backends[name] = _backend(self.schedule, name)
         return self._backends[name]
 
-    def evaluate(self, atoms, forces: bool = True, stress: bool = True, backend: str | None = None) -> dict:
+    def evaluate(self, atoms, forces: bool = True, stress: bool = True, backend: str | None = None,
+                 neighbors=None) -> dict:
+        """Energy, per-atom energies and, on request, forces, virial and stress of ``atoms``.
+
+        ``neighbors``: a :class:`~etn.neighbors.NeighborCache` to reuse between calls (MD);
+        without one the pairs are built afresh.
+        """
         be = self._get_backend(backend or self.backend)
-        pr = pairs(atoms, self.spec)
+        pr = neighbors.pairs(atoms) if neighbors is not None else pairs(atoms, self.spec)
         need_grad = forces or stress
         energies, g = be.compute(self.params, pr, gradients=need_grad)
         out = {"energies": energies, "energy": float(energies.sum())}

@@ -37,6 +37,20 @@ def random_crystal(species, seed=0, reps=(2, 2, 2), a=3.6, rattle=0.15, triclini
     return atoms
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """Compiled kernels are cached for the test session only, so every run exercises the build."""
+    import os
+
+    old = os.environ.get("ETN_CACHE_DIR")
+    os.environ["ETN_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernels"))
+    yield os.environ["ETN_CACHE_DIR"]
+    if old is None:
+        os.environ.pop("ETN_CACHE_DIR")
+    else:
+        os.environ["ETN_CACHE_DIR"] = old
+
+
 @pytest.fixture(params=NUMERIC_SPECS)
 def spec(request):
     return etn.catalogue.load(request.param)
@@ -44,6 +58,6 @@ def spec(request):
 
 @pytest.fixture
 def potential(spec):
-    pot = etn.Potential.random(spec, seed=3)
+    pot = etn.Potential.random(spec, seed=3, backend="numpy")
     pot.block("e0")[:] = np.arange(1, spec.n_species + 1) * -0.5
     return pot
