@@ -37,6 +37,17 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from .codegen import write_library
+    from .generator import schedule
+
+    spec = _spec(args.spec)
+    for path in write_library(schedule(spec), args.output, args.dtype):
+        print(path)
+    print(f"build with: make -C {args.output}   run: {args.output}/etn_example MODEL.etn CONFIG.txt")
+    return 0
+
+
 def cmd_example(args) -> int:
     from .example import run
 
@@ -56,6 +67,11 @@ def main(argv=None) -> int:
     g.add_argument("--json", action="store_true", help="the full schedule as JSON")
     g.add_argument("--dot", action="store_true", help="a Graphviz picture of the network (pipe to `dot -Tpng`)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("generate", help="write a standalone C library (kernels, header, example main.c, Makefile)")
+    p.add_argument("spec", help="spec TOML file or catalogue name")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--dtype", choices=["float64", "float32"], default=None, help="precision (default: the spec's)")
+    p.set_defaults(func=cmd_generate)
     p = sub.add_parser("example", help="the bundled example: inspect, evaluate and run MD on bundled MoNbTaW data")
     p.add_argument("--steps", type=int, default=50, help="MD steps (default 50)")
     p.set_defaults(func=cmd_example)

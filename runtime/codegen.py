@@ -88,3 +88,33 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
     env = environment()
     return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
                   dtype, spec.hash)
+
+
+def library_files(sched: Schedule, dtype: str | None = None) -> dict[str, str]:
+    """The standalone C library of one model: header, kernels, example ``main.c`` and a Makefile."""
+    src = render(sched, dtype)
+    ctx = {"stamp": stamp(sched.spec, src.dtype)}
+    env = environment()
+    return {"etn_model.h": src.header_file(), "etn_kernels.c": src.kernels,
+            "main.c": env.get_template("main.c.j2").render(ctx), "Makefile": env.get_template("Makefile.j2").render(ctx)}
+
+
+def write_library(sched: Schedule, out_dir, dtype: str | None = None) -> list:
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in library_files(sched, dtype).items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    return written
+
+
+def write_config(atoms, path) -> None:
+    """One configuration in the plain text format the example ``main.c`` reads."""
+    cell = atoms.cell.array.ravel()
+    lines = [str(len(atoms)), " ".join(repr(float(v)) for v in cell) + " " + " ".join(str(int(p)) for p in atoms.pbc)]
+    lines += [f"{s} " + " ".join(repr(float(v)) for v in x) for s, x in zip(atoms.get_chemical_symbols(), atoms.positions)]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
