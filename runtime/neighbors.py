@@ -41,22 +41,8 @@ def species_indices(atoms, species: tuple[str, ...]) -> np.ndarray:
 
 
 def pairs(atoms, spec) -> Pairs:
-    from ase.neighborlist import neighbor_list
-
-    species = species_indices(atoms, spec.species)
-    pos = atoms.get_positions()
-    if not np.all(np.isfinite(pos)):
-        raise ConfigurationError("atomic positions contain NaN or inf")
-    if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
-        raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
-    i, j, r = neighbor_list("ijD", atoms, spec.r_cut)
-    d = np.linalg.norm(r, axis=1)
-    if d.size and d.min() < OVERLAP:
-        k = int(np.argmin(d))
-        raise ConfigurationError(
-            f"atoms {i[k]} and {j[k]} are {d[k]:.3g} Å apart (overlapping; minimum {OVERLAP} Å): "
-            f"check the structure (duplicated atoms, wrong cell or units)")
-    return Pairs(len(atoms), species, i.astype(np.int64), j.astype(np.int64), np.ascontiguousarray(r, dtype=np.float64))
+    """Pairs of ``atoms`` within ``spec.r_cut``, built afresh (no reuse between calls)."""
+    return NeighborCache(spec, skin=0.0).pairs(atoms)
 
 
 class NeighborCache:
@@ -73,6 +59,8 @@ class NeighborCache:
         from ase.neighborlist import neighbor_list
 
         self.species = species_indices(atoms, self.spec.species)
+        if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
+            raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
         self.i, self.j, self.S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)
         self.positions = atoms.get_positions().copy()
         self._key = (atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())

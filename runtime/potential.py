@@ -22,9 +22,6 @@ def cached_schedule(spec: Spec):
     return schedule(spec)
 
 
-BACKENDS = ("c", "numpy")
-
-
 def _backend(sched, name: str):
     """A backend object with ``compute(params, pairs, gradients) -> (site energies, pair gradients)``."""
     if name == "numpy":
