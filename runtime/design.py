@@ -1,0 +1,308 @@
+"""Design-matrix rows: the model is linear in each parameter group with the others fixed.
+
+A *group* is what one least-squares step of a fit solves for: ``e0`` (reference energies), ``core{k}``
+(all path blocks of core k) or ``core{k}.U`` (the channel factor of core k). For a group with
+parameters θ, every site energy is ``V_i = Σ_θ θ Env_i[θ]`` (each term of the tensor train passes
+through core k and U_k exactly once), so
+
+    energy rows   Σ_i Env_i[θ]
+    force rows    -∂/∂x Σ_i Env_i[θ]            (3N per configuration)
+    virial rows   the same pair sum as the model's virial
+
+``Env_i`` contracts the left state h_{k-1}, the (compressed) features and the right environment
+ρ_k = ∂V/∂h_k. Force rows need ∂Env_i/∂r_ij; they come from forward-mode derivatives (one tangent
+per pair and Cartesian direction) pushed through the left states and right environments with the
+same CG contractions as the model itself. This is the numpy reference of the rows: the fitter uses
+it, and the generated row kernels are tested against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .reference import NumpyBackend
+
+#: Pairs per chunk of tangents (3 per pair): bounds the memory of the force rows of one configuration.
+PAIR_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Group:
+    """A set of parameter blocks that is linear in the model with all other blocks fixed."""
+
+    name: str
+    blocks: tuple
+    cols: np.ndarray  # flat parameter indices, in block order
+
+    @property
+    def size(self) -> int:
+        return int(self.cols.size)
+
+
+def groups(sched) -> dict[str, Group]:
+    """The groups of a schedule: ``e0``, and ``core{k}.U`` (if compressed) and ``core{k}`` per core."""
+    out = {}
+
+    def add(name, names):
+        blocks = tuple(sched.block(n) for n in names)
+        cols = np.concatenate([np.arange(b.offset, b.offset + b.size) for b in blocks])
+        out[name] = Group(name, blocks, cols)
+
+    add("e0", ["e0"])
+    for core in sched.cores:
+        if core.K:
+            add(f"core{core.k}.U", core.compress)
+        add(f"core{core.k}", [p.param for p in core.paths])
+    return out
+
+
+def segment_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """``out[x] = Σ_{q: index[q] = x} values[q]`` for x < n (sorted reduction, no scatter-add)."""
+    out = np.zeros((n,) + values.shape[1:])
+    if index.size == 0:
+        return out
+    order = np.argsort(index, kind="stable")
+    sidx = index[order]
+    starts = np.searchsorted(sidx, np.arange(n))
+    nonempty = np.bincount(sidx, minlength=n) > 0
+    out[nonempty] = np.add.reduceat(values[order], starts[nonempty], axis=0)
+    return out
+
+
+class DesignReference:
+    """Rows of the linear least-squares problem of each group, in numpy."""
+
+    def __init__(self, sched):
+        self.sched = sched
+        self.nb = NumpyBackend(sched)
+        self.groups = groups(sched)
+
+    # -- contractions shared by the model and its tangents -----------------------------------------
+    def _g(self, params, core, p):
+        b = self.sched.block(p.param)
+        return params[b.offset:b.offset + b.size].reshape(b.shape)
+
+    def _U(self, params, core, l):
+        b = self.sched.block(core.compress[l])
+        return params[b.offset:b.offset + b.size].reshape(b.shape)
+
+    # The contractions are written as (batched) matrix products: numpy's einsum falls back to slow
+    # loops for products that share the batch index n. ``g`` is (r_in, n_c, r_out) or, for a
+    # species-specific core, selected per row by ``s``.
+    @staticmethod
+    def _hcg(cg, h):
+        """X[n, i, O, m] = Σ_I h[n, i, I] cg[O, I, m]."""
+        O, I, m = cg.shape
+        n, ri, _ = h.shape
+        return (h.reshape(n * ri, I) @ cg.transpose(1, 0, 2).reshape(I, O * m)).reshape(n, ri, O, m)
+
+    @staticmethod
+    def _rhog(rho, g, s):
+        """Y[n, O, i, c] = Σ_o ρ[n, o, O] g[i, c, o]."""
+        n, ro, O = rho.shape
+        ri, nc = g.shape[-3], g.shape[-2]
+        rt = rho.transpose(0, 2, 1)
+        if s is None:
+            return (rt.reshape(n * O, ro) @ g.reshape(ri * nc, ro).T).reshape(n, O, ri, nc)
+        return (rt @ g[s].reshape(n, ri * nc, ro).transpose(0, 2, 1)).reshape(n, O, ri, nc)
+
+    @classmethod
+    def _fwd(cls, cg, h, B, g, s):
+        """Σ CG h B g -> (n, r_out, 2L_out + 1)."""
+        n, ri = h.shape[:2]
+        O, nc, ro = cg.shape[0], g.shape[-2], g.shape[-1]
+        X = cls._hcg(cg, h).reshape(n, ri * O, -1)
+        T = (X @ B.transpose(0, 2, 1)).reshape(n, ri, O, nc).transpose(0, 2, 1, 3)  # (n, O, i, c)
+        if s is None:
+            out = T.reshape(n * O, ri * nc) @ g.reshape(ri * nc, ro)
+        else:
+            out = T.reshape(n, O, ri * nc) @ g[s].reshape(n, ri * nc, ro)
+        return out.reshape(n, O, ro).transpose(0, 2, 1)
+
+    @classmethod
+    def _bwd(cls, cg, rho, B, g, s):
+        """Σ CG ρ B g -> (n, r_in, 2L_in + 1): the right environment one bond to the left."""
+        n, O = rho.shape[0], rho.shape[2]
+        ri, nc = g.shape[-3], g.shape[-2]
+        I = cg.shape[1]
+        Y = cls._rhog(rho, g, s).reshape(n, O * ri, nc)
+        Z = (Y @ B).reshape(n, O, ri, -1).transpose(0, 2, 1, 3)  # (n, i, O, m)
+        return (Z.reshape(n * ri, -1) @ cg.transpose(0, 2, 1).reshape(-1, I)).reshape(n, ri, I)
+
+    @classmethod
+    def _env(cls, cg, rho, h, B):
+        """Σ CG ρ h B -> (n, r_in, n_c, r_out): ∂V/∂g of one path."""
+        n, ro, O = rho.shape
+        ri, I = h.shape[1:]
+        m = cg.shape[2]
+        T1 = (rho.reshape(n * ro, O) @ cg.reshape(O, I * m)).reshape(n, ro, I, m)
+        T2 = h[:, None] @ T1  # (n, ro, ri, m)
+        env = T2.reshape(n, ro * ri, m) @ B.transpose(0, 2, 1)  # (n, ro*ri, c)
+        return env.reshape(n, ro, ri, -1).transpose(0, 2, 3, 1)
+
+    @classmethod
+    def _dB(cls, cg, rho, h, g, s):
+        """Σ CG ρ h g -> (n, n_c, 2l + 1): ∂V/∂B of one path."""
+        n, O = rho.shape[0], rho.shape[2]
+        ri, nc = g.shape[-3], g.shape[-2]
+        Y = cls._rhog(rho, g, s).transpose(0, 3, 2, 1).reshape(n, nc, ri * O)  # (n, c, i*O)
+        X = cls._hcg(cg, h).reshape(n, ri * O, -1)
+        return Y @ X
+
+    def _states(self, params, A, species):
+        """Left states h_0..h_d, compressed features per core, right environments ρ_0..ρ_d."""
+        N = A[0].shape[0]
+        cgs = self.nb._cg
+        hs, Bs = [{0: np.ones((N, 1, 1))}], []
+        for core in self.sched.cores:
+            B = [np.einsum("ncm,cK->nKm", A[l], self._U(params, core, l)) for l in range(len(A))] if core.K else A
+            Bs.append(B)
+            s = species if core.species_specific else None
+            out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
+            for p in core.paths:
+                out[p.L_out] += self._fwd(cgs[p.param], hs[-1][p.L_in], B[p.l], self._g(params, core, p), s)
+            hs.append(out)
+        rhos = [None] * len(hs)
+        rhos[-1] = {0: np.ones((N, 1, 1))}
+        for core in reversed(self.sched.cores):
+            s = species if core.species_specific else None
+            rin = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k - 1]["terms"]}
+            for p in core.paths:
+                rin[p.L_in] += self._bwd(cgs[p.param], rhos[core.k][p.L_out], Bs[core.k - 1][p.l],
+                                         self._g(params, core, p), s)
+            rhos[core.k - 1] = rin
+        return hs, Bs, rhos
+
+    # -- rows --------------------------------------------------------------------------------------
+    def _env_rows(self, params, core, group, rho, h, B, A, s, dB_of=None):
+        """Rows of ``group`` (n, size) from the states of core k; ``dB_of`` is used by the U group."""
+        cgs = self.nb._cg
+        n = B[0].shape[0]
+        if group.name.endswith(".U"):
+            dB = [np.zeros_like(b) for b in B] if dB_of is None else dB_of
+            if dB_of is None:
+                for p in core.paths:
+                    dB[p.l] += self._dB(cgs[p.param], rho[p.L_out], h[p.L_in], self._g(params, core, p),
+                                        s if core.species_specific else None)
+            return np.concatenate([np.einsum("nKm,ncm->ncK", dB[l], A[l]).reshape(n, -1) for l in range(len(A))],
+                                  axis=1), dB
+        S = self.sched.spec.n_species
+        cols = []
+        for p in core.paths:
+            e = self._env(cgs[p.param], rho[p.L_out], h[p.L_in], B[p.l]).reshape(n, -1)
+            if core.species_specific:
+                full = np.zeros((n, S, e.shape[1]))
+                full[np.arange(n), s] = e
+                e = full.reshape(n, -1)
+            cols.append(e)
+        return np.concatenate(cols, axis=1), None
+
+    def rows(self, params, pairs, group: str | Group, forces: bool = True):
+        """Rows of one group for one configuration.
+
+        Returns ``(energies, forces, W)``: per-atom energy rows (N, n), force rows (N, 3, n) and
+        ``W`` rows (3, 3, n) with ``W = Σ_pairs ∂V_i/∂r_ij ⊗ r_ij`` symmetrised (stress = W / volume,
+        virial = -W). ``rows @ params[group.cols]`` reproduces the model's own values; for ``core``
+        and ``U`` groups the energies lack ``e0``.
+        """
+        params = np.asarray(params, dtype=np.float64)
+        group = self.groups[group] if isinstance(group, str) else group
+        N, sp = pairs.n_atoms, pairs.species
+        n = group.size
+        if group.name == "e0":
+            E = np.zeros((N, n))
+            E[np.arange(N), sp] = 1.0
+            return E, np.zeros((N, 3, n)), np.zeros((3, 3, n))
+        k = int(group.name[4:].split(".")[0])
+        core = self.sched.cores[k - 1]
+        A, (Q, dQ, Y, dY, tj) = self.nb.features(pairs)
+        hs, Bs, rhos = self._states(params, A, sp)
+        E, dB0 = self._env_rows(params, core, group, rhos[k], hs[k - 1], Bs[k - 1], A, sp)
+        F, W = np.zeros((N, 3, n)), np.zeros((3, 3, n))
+        if not forces:
+            return E, F, W
+        for a in range(0, len(pairs.i), PAIR_CHUNK):
+            q = slice(a, a + PAIR_CHUNK)
+            G = self._pair_rows(params, core, group, pairs.i[q], tj[q], pairs.r[q],
+                                Q[q], dQ[q], Y[q], dY[q], sp, A, hs, Bs, rhos, dB0)  # (P, 3, n)
+            F += segment_sum(G, pairs.i[q], N) - segment_sum(G, pairs.j[q], N)
+            W += np.einsum("qap,qb->abp", G, pairs.r[q])
+        W = 0.5 * (W + W.transpose(1, 0, 2))
+        return E, F, W
+
+    def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):
+        """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction."""
+        cgs = self.nb._cg
+        spec = self.sched.spec
+        Nr, P = spec.n_radial, len(pi)
+        k = core.k
+        u = r / np.linalg.norm(r, axis=1)[:, None]
+        # ∇_a [Q_n(r) Y_lm(r̂)] -> (P, 3, N_r, n_sh), tangent t = 3 q + a
+        dphi = (dQ[:, None, :, None] * u[:, :, None, None] * Y[:, None, None, :]
+                + Q[:, None, :, None] * dY.transpose(0, 2, 1)[:, :, None, :])
+        ti = np.repeat(pi, 3)  # atom of each tangent
+        st = sp[ti]
+        T = 3 * P
+        dA = []
+        for l in range(spec.l_max + 1):
+            x = np.zeros((T, spec.channels(l), 2 * l + 1))
+            ch = (tj[:, None] * Nr + np.arange(Nr)[None, :])  # (P, N_r)
+            x[np.arange(T)[:, None], np.repeat(ch, 3, axis=0)] = dphi[:, :, :, l * l:(l + 1) ** 2].reshape(T, Nr, 2 * l + 1)
+            dA.append(x)
+
+        def dBof(c):
+            return [np.einsum("ncm,cK->nKm", dA[l], self._U(params, c, l)) for l in range(len(dA))] if c.K else dA
+
+        def at(states):
+            return {L: v[ti] for L, v in states.items()}
+
+        # left states: dh_j = F_j(dh_{j-1}, B_j) + F_j(h_{j-1}, dB_j)
+        dh = None
+        for c in self.sched.cores[:k - 1]:
+            s = st if c.species_specific else None
+            dBc, Bc, hin = dBof(c), [b[ti] for b in Bs[c.k - 1]], at(hs[c.k - 1])
+            out = {t["L"]: np.zeros((T, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[c.k]["terms"]}
+            for p in c.paths:
+                g = self._g(params, c, p)
+                out[p.L_out] += self._fwd(cgs[p.param], hin[p.L_in], dBc[p.l], g, s)
+                if dh is not None:
+                    out[p.L_out] += self._fwd(cgs[p.param], dh[p.L_in], Bc[p.l], g, s)
+            dh = out
+        # right environments: dρ_{j-1} = B_j(dρ_j, B_j) + B_j(ρ_j, dB_j)
+        drho = None
+        for c in reversed(self.sched.cores[k:]):
+            s = st if c.species_specific else None
+            dBc, Bc, rin = dBof(c), [b[ti] for b in Bs[c.k - 1]], at(rhos[c.k])
+            out = {t["L"]: np.zeros((T, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[c.k - 1]["terms"]}
+            for p in c.paths:
+                g = self._g(params, c, p)
+                out[p.L_in] += self._bwd(cgs[p.param], rin[p.L_out], dBc[p.l], g, s)
+                if drho is not None:
+                    out[p.L_in] += self._bwd(cgs[p.param], drho[p.L_out], Bc[p.l], g, s)
+            drho = out
+        h, rho, B = at(hs[k - 1]), at(rhos[k]), [b[ti] for b in Bs[k - 1]]
+        At = [a[ti] for a in A]
+        s = st if core.species_specific else None
+        if group.name.endswith(".U"):
+            # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and dh
+            ddB = [np.zeros_like(b) for b in B]
+            for p in core.paths:
+                g = self._g(params, core, p)
+                if drho is not None:
+                    ddB[p.l] += self._dB(cgs[p.param], drho[p.L_out], h[p.L_in], g, s)
+                if dh is not None:
+                    ddB[p.l] += self._dB(cgs[p.param], rho[p.L_out], dh[p.L_in], g, s)
+            dB = [b[ti] for b in dB0]
+            G = np.concatenate([(np.einsum("nKm,ncm->ncK", ddB[l], At[l])
+                                 + np.einsum("nKm,ncm->ncK", dB[l], dA[l])).reshape(T, -1) for l in range(len(A))],
+                               axis=1)
+        else:
+            dBk = dBof(core)
+            G = self._env_rows(params, core, group, rho, h, dBk, At, st)[0]
+            if dh is not None:
+                G += self._env_rows(params, core, group, rho, dh, B, At, st)[0]
+            if drho is not None:
+                G += self._env_rows(params, core, group, drho, h, B, At, st)[0]
+        return G.reshape(P, 3, -1)
