@@ -1,0 +1,179 @@
+"""Training data: labelled configurations from extxyz (via ASE) or MLIP ``.cfg`` files.
+
+A :class:`Frame` holds one configuration with its DFT labels in ASE conventions: energy (eV),
+forces (eV/Å) and stress (eV/Å³, Voigt xx yy zz yz xz xy, positive = tensile), each ``None`` when
+absent, plus its ``config_type`` (from the extxyz info, else the file's stem) and source.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Training or test data that cannot be used; the message names the file and configuration."""
+
+
+@dataclass
+class Frame:
+    atoms: object
+    energy: float | None
+    forces: np.ndarray | None
+    stress: np.ndarray | None
+    config_type: str
+    source: str
+    pairs: object = field(default=None, repr=False)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atoms)
+
+
+def expand(patterns) -> list[str]:
+    """File names from names or glob patterns (sorted per pattern); a clear error for no match."""
+    if isinstance(patterns, (str, Path)):
+        patterns = [patterns]
+    out = []
+    for p in patterns:
+        hits = sorted(glob.glob(str(p))) if any(ch in str(p) for ch in "*?[") else [str(p)]
+        if not hits or not all(Path(h).is_file() for h in hits):
+            raise DataError(f"{p}: no such data file")
+        out += hits
+    return out
+
+
+def _voigt(s) -> np.ndarray:
+    s = np.asarray(s, dtype=np.float64)
+    if s.shape == (3, 3):
+        return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    return s.reshape(6)
+
+
+def _from_atoms(atoms, source: str, index: int) -> Frame:
+    calc = atoms.calc
+    res = getattr(calc, "results", {}) if calc is not None else {}
+    info = atoms.info
+    energy = res.get("energy", info.get("energy"))
+    forces = res.get("forces", atoms.arrays.get("forces"))
+    stress = res.get("stress", info.get("stress"))
+    ctype = str(info.get("config_type", Path(source).stem))
+    return Frame(atoms, None if energy is None else float(energy),
+                 None if forces is None else np.asarray(forces, dtype=np.float64),
+                 None if stress is None else _voigt(stress), ctype, f"{source}[{index}]")
+
+
+def read_cfg(path, species) -> list:
+    """MLIP ``.cfg`` (the format of MTP): type k is ``species[k]``; ``PlusStress`` (eV) becomes
+    stress = -PlusStress / volume (motep and MLIP use the same rule)."""
+    from ase import Atoms
+
+    frames = []
+    lines = Path(path).read_text().splitlines()
+    it = iter(enumerate(lines, 1))
+    cur = None
+    for ln, line in it:
+        tok = line.split()
+        if not tok:
+            continue
+        key = tok[0]
+        try:
+            if key == "BEGIN_CFG":
+                cur = {"cell": None, "energy": None, "stress": None, "features": {}}
+            elif key == "Size":
+                cur["n"] = int(next(it)[1])
+            elif key == "Supercell":
+                cur["cell"] = np.array([[float(x) for x in next(it)[1].split()] for _ in range(3)])
+            elif key == "AtomData:":
+                cols = tok[1:]
+                data = np.array([[float(x) for x in next(it)[1].split()] for _ in range(cur["n"])]).reshape(cur["n"], -1)
+                cur["atoms"] = dict(zip(cols, data.T))
+            elif key == "Energy":
+                cur["energy"] = float(next(it)[1])
+            elif key == "PlusStress:":
+                vals = dict(zip(tok[1:], (float(x) for x in next(it)[1].split())))
+                cur["stress"] = np.array([vals[k] for k in ("xx", "yy", "zz", "yz", "xz", "xy")])
+            elif key == "Feature" and len(tok) >= 3:
+                cur["features"][tok[1]] = " ".join(tok[2:])
+            elif key == "END_CFG":
+                a = cur["atoms"]
+                types = a["type"].astype(int)
+                if types.min() < 0 or types.max() >= len(species):
+                    raise DataError(f"{path}:{ln}: atom type {types.max()} has no element; the model's species "
+                                    f"are {', '.join(species)} (type k is species[k])")
+                pos = np.stack([a["cartes_x"], a["cartes_y"], a["cartes_z"]], axis=1)
+                cell = cur["cell"]
+                atoms = Atoms([species[t] for t in types], positions=pos, cell=cell if cell is not None else np.zeros((3, 3)),
+                              pbc=cell is not None)
+                forces = np.stack([a["fx"], a["fy"], a["fz"]], axis=1) if "fx" in a else None
+                stress = None
+                if cur["stress"] is not None and cell is not None:
+                    stress = -cur["stress"] / atoms.get_volume()
+                ctype = cur["features"].get("config_type", Path(path).stem)
+                frames.append(Frame(atoms, cur["energy"], forces, stress, ctype, f"{path}[{len(frames)}]"))
+                cur = None
+        except (StopIteration, KeyError, ValueError, TypeError) as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"{path}:{ln}: malformed MLIP .cfg near '{line.strip()}' ({type(e).__name__}: {e})") from None
+    return frames
+
+
+def read(patterns, species, need=("energy", "forces"), missing: str = "error") -> list[Frame]:
+    """Frames from extxyz/xyz (any format ASE reads) and ``.cfg`` files.
+
+    ``need``: labels each frame must have; ``missing="skip"`` drops frames without them (with a
+    warning), ``"error"`` stops with the frame's name. NaN in positions or labels is always an error.
+    """
+    from ase.io import read as ase_read
+
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', not {missing!r}")
+    frames = []
+    for path in expand(patterns):
+        if path.endswith(".cfg"):
+            new = read_cfg(path, species)
+        else:
+            try:
+                images = ase_read(path, ":")
+            except Exception as e:  # ASE raises many types for malformed files
+                raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+            new = [_from_atoms(a, path, k) for k, a in enumerate(images)]
+        frames += new
+    out, skipped = [], []
+    known = set(species)
+    for f in frames:
+        unknown = sorted(set(f.atoms.get_chemical_symbols()) - known)
+        if unknown:
+            raise DataError(f"{f.source}: contains {', '.join(unknown)}, which the model's species "
+                            f"({', '.join(species)}) lack; add them to the spec or remove these configurations")
+        for name, val in (("positions", f.atoms.positions), ("energy", f.energy), ("forces", f.forces),
+                          ("stress", f.stress)):
+            if val is not None and not np.all(np.isfinite(val)):
+                raise DataError(f"{f.source}: {name} contain NaN or inf")
+        lacking = [n for n in need if getattr(f, n) is None]
+        if lacking:
+            if missing == "error":
+                raise DataError(f"{f.source}: has no {' or '.join(lacking)}; set missing = \"skip\" to leave such "
+                                f"configurations out")
+            skipped.append(f.source)
+            continue
+        out.append(f)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} configurations without {'/'.join(need)} (first: {skipped[0]})",
+                      stacklevel=2)
+    return out
+
+
+def split(frames, fraction: float, seed: int):
+    """Random split into (train, validation) with ``fraction`` of the frames in validation."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(frames))
+    n_val = int(round(fraction * len(frames)))
+    val = sorted(idx[:n_val].tolist())
+    tr = sorted(idx[n_val:].tolist())
+    return [frames[k] for k in tr], [frames[k] for k in val]

@@ -1,0 +1,446 @@
+"""Fitting by alternating least squares (ALS) over the equivariant cores, with DMRG-style truncation.
+
+The model is linear in each parameter group (``e0``, ``core{k}``, ``core{k}.U``) with the others fixed
+(see :mod:`etn.design`), so a fit is a sequence of linear least-squares problems::
+
+    min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ |D θ|²
+
+(energies per atom, force components, stress as virial per atom in eV/atom; ``D`` scales the columns
+to unit norm, so λ is relative). A sweep visits the cores left to right (then right to left); before
+moving on, the solved core is orthogonalised per irrep block of its bond (QR, or SVD with truncation
+for rank adaptation) and the triangular factor is pushed into the next core, which leaves the model
+unchanged. The channel factor U_k is solved and orthogonalised the same way before its core.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .design import DesignReference
+from .generator import Spec
+from .generator.spec import Irreps
+from .neighbors import pairs as build_pairs
+from .potential import Potential, cached_schedule
+
+
+class FitError(RuntimeError):
+    """A fit that cannot proceed; the message says what to change."""
+
+
+@dataclass
+class FitSettings:
+    """Loss weights, regularisation, sweeps, rank adaptation and seed of a fit (defaults: MTP practice)."""
+
+    energy_weight: float = 1.0
+    force_weight: float = 0.01
+    stress_weight: float = 0.001
+    regularization: float = 1e-10
+    sweeps: int = 8
+    patience: int = 2
+    tolerance: float = 1e-3
+    rank_tol: float = 0.0
+    max_rank: int | None = None
+    seed: int = 0
+    init_scale: float = 1.0
+    threads: int | None = None
+    backend: str = "c"
+
+    def __post_init__(self):
+        for name in ("energy_weight", "force_weight", "stress_weight", "regularization", "tolerance", "rank_tol"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise FitError(f"fit setting {name} must be a finite number >= 0, not {v!r}")
+        if self.energy_weight + self.force_weight + self.stress_weight == 0:
+            raise FitError("all loss weights are zero: set energy_weight, force_weight or stress_weight > 0")
+        if not isinstance(self.sweeps, int) or self.sweeps < 1:
+            raise FitError(f"sweeps must be an integer >= 1, not {self.sweeps!r}")
+        if self.max_rank is not None and (not isinstance(self.max_rank, int) or self.max_rank < 1):
+            raise FitError(f"max_rank must be an integer >= 1, not {self.max_rank!r}")
+
+
+# -- parameters as named blocks ----------------------------------------------------------------------
+def to_blocks(pot: Potential) -> dict[str, np.ndarray]:
+    return {b.name: pot.block(b.name).copy() for b in pot.schedule.params}
+
+
+def from_blocks(spec: Spec, blocks: dict) -> np.ndarray:
+    sched = cached_schedule(spec)
+    flat = np.zeros(sched.n_params)
+    for b in sched.params:
+        flat[b.offset:b.offset + b.size] = np.asarray(blocks[b.name]).reshape(-1)
+    return flat
+
+
+def _with_rank(spec: Spec, k: int, L: int, rank: int) -> Spec:
+    """``spec`` with the multiplicity of irrep L on inner bond k set to ``rank``."""
+    d = spec.to_dict()
+    bonds = [Irreps.parse(b) for b in d["bonds"]]
+    b = bonds[k - 1]
+    bonds[k - 1] = Irreps(tuple((L_, rank if L_ == L else r) for L_, r in b.terms))
+    d["bonds"] = [str(x) for x in bonds]
+    return Spec.from_dict(d)
+
+
+# -- orthogonalisation (the model's predictions do not change) ---------------------------------------
+def orthogonalize_U(spec: Spec, blocks: dict, k: int) -> None:
+    """QR of each channel factor U_k[l] = Q R: U ← Q, and R goes into the κ leg of core k's paths."""
+    sched = cached_schedule(spec)
+    core = sched.cores[k - 1]
+    for l, name in enumerate(core.compress):
+        Q, R = np.linalg.qr(blocks[name])
+        if Q.shape[1] < blocks[name].shape[1]:
+            continue  # fewer channels than K: nothing to gain
+        blocks[name] = Q
+        for p in core.paths:
+            if p.l == l:
+                blocks[p.param] = np.einsum("Kk,...ikr->...iKr", R, blocks[p.param])
+
+
+def left_orthogonalize(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0, max_rank: int | None = None):
+    """Core k ← left-orthogonal per irrep of its output bond; the factor goes into core k + 1.
+
+    With ``rank_tol`` or ``max_rank``, an SVD truncates each irrep block (singular values below
+    ``rank_tol`` times the largest are dropped; at least rank 1 is kept): returns the new spec.
+    """
+    sched = cached_schedule(spec)
+    core, nxt = sched.cores[k - 1], sched.cores[k]
+    for t in sched.bonds[k]["terms"]:
+        L, r = t["L"], t["rank"]
+        mine = [p for p in core.paths if p.L_out == L]
+        M = np.concatenate([blocks[p.param].reshape(-1, r) for p in mine], axis=0)
+        if M.shape[0] < r:
+            continue
+        if rank_tol > 0 or (max_rank is not None and max_rank < r):
+            Uq, s, Vt = np.linalg.svd(M, full_matrices=False)
+            keep = int(np.sum(s > rank_tol * s[0])) if s[0] > 0 else 1
+            keep = max(1, min(keep, max_rank or keep))
+            Q, R = Uq[:, :keep], s[:keep, None] * Vt[:keep]
+        else:
+            Q, R = np.linalg.qr(M)
+        off = 0
+        for p in mine:
+            shp = blocks[p.param].shape
+            n = int(np.prod(shp[:-1]))
+            blocks[p.param] = Q[off:off + n].reshape(shp[:-1] + (Q.shape[1],))
+            off += n
+        for p in nxt.paths:
+            if p.L_in == L:
+                blocks[p.param] = np.einsum("ab,bco->aco", R, blocks[p.param])
+        if Q.shape[1] != r:
+            spec = _with_rank(spec, k, L, Q.shape[1])
+    return spec
+
+
+def right_orthogonalize(spec: Spec, blocks: dict, k: int) -> None:
+    """Core k ← right-orthogonal per irrep of its input bond; the factor goes into core k - 1."""
+    sched = cached_schedule(spec)
+    core, prv = sched.cores[k - 1], sched.cores[k - 2]
+    for t in sched.bonds[k - 1]["terms"]:
+        L, r = t["L"], t["rank"]
+        mine = [p for p in core.paths if p.L_in == L]
+        M = np.concatenate([blocks[p.param].reshape(r, -1) for p in mine], axis=1)
+        if M.shape[1] < r:
+            continue
+        Q, R = np.linalg.qr(M.T)  # M = Rᵀ Qᵀ
+        off = 0
+        for p in mine:
+            shp = blocks[p.param].shape
+            n = int(np.prod(shp[1:]))
+            blocks[p.param] = Q[off:off + n].T.reshape(shp)
+            off += n
+        for p in prv.paths:
+            if p.L_out == L:
+                blocks[p.param] = blocks[p.param] @ R.T
+
+
+# -- the least-squares problem of one group ----------------------------------------------------------
+def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float):
+    """Ridge solution of the normal equations, with columns scaled to unit norm.
+
+    Normal equations keep memory at O(n²) for any amount of data (rows are accumulated one
+    configuration at a time with BLAS). They square the condition number, which is why the cores
+    around the active one are orthogonalised and the columns are scaled; an eigendecomposition
+    then gives the ridge solution for any λ and the condition number for the message below.
+    Returns ``(θ, condition number)``.
+    """
+    d = np.sqrt(np.diag(XtX)).copy()
+    d[d == 0] = 1.0
+    M = XtX / d[:, None] / d[None, :]
+    b = Xty / d
+    w, V = np.linalg.eigh(M)
+    top = max(w[-1], 1e-300)
+    lam = reg * top
+    w = np.maximum(w, 0.0)
+    x = V @ ((V.T @ b) / (w + lam)) if lam > 0 else V @ np.where(w > 1e-14 * top, (V.T @ b) / np.where(w > 0, w, 1), 0)
+    cond = top / max(w[0] + lam, 1e-300)
+    return x / d, cond
+
+
+@dataclass
+class History:
+    sweeps: list = field(default_factory=list)
+
+    def add(self, **row):
+        self.sweeps.append(row)
+
+
+class Fitter:
+    """ALS/DMRG fit of one spec to training frames; ``run()`` returns the best :class:`Potential`."""
+
+    def __init__(self, spec: Spec, train, valid=None, settings: FitSettings | None = None, progress: bool = True,
+                 init: Potential | None = None):
+        self.settings = s = settings or FitSettings()
+        if not train:
+            raise FitError("no training configurations")
+        self.train, self.valid = list(train), list(valid or [])
+        self.progress = progress
+        pot = init or Potential.random(spec, seed=s.seed, scale=s.init_scale)
+        if pot.spec != spec:
+            raise FitError("the initial model has a different spec from the one being fitted")
+        self.spec, self.blocks = spec, to_blocks(pot)
+        for f in self.train + self.valid:
+            f.pairs = None
+        self.history = History()
+        self.best = None  # (validation loss, Potential)
+        self.warnings: list[str] = []
+        self.interrupted = False
+        self._t0 = time.perf_counter()
+
+    # -- model state --------------------------------------------------------------------------------
+    @property
+    def params(self) -> np.ndarray:
+        return from_blocks(self.spec, self.blocks)
+
+    def potential(self) -> Potential:
+        return Potential(self.spec, self.params, backend=self.settings.backend)
+
+    def _pairs(self, f):
+        if f.pairs is None:
+            f.pairs = build_pairs(f.atoms, self.spec)
+        return f.pairs
+
+    # -- rows ---------------------------------------------------------------------------------------
+    def _system(self, group_name, frames, residual: bool = False):
+        """Normal equations (XᵀX, Xᵀy, yᵀy) of ``e0`` together with one group, accumulated over ``frames``.
+
+        ``e0`` joins every solve: the model is linear in both at once, and solving them together
+        avoids a slow alternation between the reference energies and the model's constant part.
+        """
+        s = self.settings
+        sched = cached_schedule(self.spec)
+        D = _design(sched)
+        gs = [D.groups[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
+        params = self.params
+        S = self.spec.n_species
+        e0 = self.blocks["e0"]
+        n = S + sum(g.size for g in gs)
+        XtX, Xty, yty = np.zeros((n, n)), np.zeros(n), 0.0
+        wE, wF, wS = (math.sqrt(x) for x in (s.energy_weight, s.force_weight, s.stress_weight))
+        for f in frames:
+            pr = self._pairs(f)
+            N = f.n_atoms
+            want_F = wF > 0 and f.forces is not None
+            want_S = wS > 0 and f.stress is not None and f.atoms.cell.rank == 3
+            parts = [D.rows(params, pr, g, forces=want_F or want_S) for g in gs]
+            E = np.concatenate([p[0] for p in parts], axis=1)
+            F = np.concatenate([p[1] for p in parts], axis=2)
+            W = np.concatenate([p[2] for p in parts], axis=2)
+            th = params[gs[0].cols]  # the model's own values: rows of any one group times its parameters
+            rows, ys = [], []
+            if f.energy is not None and wE > 0:
+                counts = np.bincount(pr.species, minlength=S).astype(float)
+                rows.append(wE * np.concatenate([counts, E.sum(axis=0)])[None] / N)
+                y = f.energy - (counts @ e0 + E[:, :gs[0].size].sum(axis=0) @ th if residual else 0.0)
+                ys.append(np.array([wE * y / N]))
+            if want_F:
+                rows.append(wF * np.concatenate([np.zeros((3 * N, S)), F.reshape(3 * N, -1)], axis=1))
+                y = f.forces.reshape(-1) - (F[:, :, :gs[0].size].reshape(3 * N, -1) @ th if residual else 0.0)
+                ys.append(wF * y)
+            if want_S:
+                V = f.atoms.get_volume()
+                Wv = np.stack([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]])
+                rows.append(wS * np.concatenate([np.zeros((6, S)), Wv], axis=1) / N)
+                y = f.stress * V - (Wv[:, :gs[0].size] @ th if residual else 0.0)
+                ys.append(wS * y / N)
+            if not rows:
+                continue
+            X, y = np.concatenate(rows), np.concatenate(ys)
+            XtX += X.T @ X
+            Xty += X.T @ y
+            yty += float(y @ y)
+        return XtX, Xty, yty
+
+    def solve(self, group_name: str) -> float:
+        """Solve ``e0`` and one group in place; returns the training loss after the solve (per configuration)."""
+        XtX, Xty, yty = self._system(group_name, self.train)
+        theta, cond = solve_normal(XtX, Xty, self.settings.regularization)
+        if not np.all(np.isfinite(theta)):
+            raise FitError(f"the least-squares problem of {group_name} has no finite solution; raise regularization "
+                           f"(now {self.settings.regularization:g})")
+        if cond > 1e14:
+            self.warnings.append(f"{group_name}: condition number {cond:.1e}; consider a larger regularization")
+        sched = cached_schedule(self.spec)
+        g = _design(sched).groups[group_name]
+        S = self.spec.n_species
+        self.blocks["e0"] = theta[:S].copy()
+        off = S
+        for b in g.blocks:
+            self.blocks[b.name] = theta[off:off + b.size].reshape(b.shape)
+            off += b.size
+        loss = (yty - 2 * theta @ Xty + theta @ XtX @ theta) / len(self.train)
+        return float(max(loss, 0.0))
+
+    def polish(self, steps: int, on_step=None) -> None:
+        """Levenberg–Marquardt steps on all parameters at once (after the sweeps).
+
+        ALS converges linearly; near the optimum a joint Gauss–Newton step converges much faster.
+        The Jacobian is the design rows of every group side by side. The gauge freedom of the
+        network (an invertible matrix on a bond) makes it singular, which the damping absorbs.
+        """
+        sched = cached_schedule(self.spec)
+        names = [g for g in _design(sched).groups if g != "e0"]
+        lam = 1e-8
+        for it in range(steps):
+            XtX, Xty, yty = self._system(names, self.train, residual=True)
+            current = yty / len(self.train)
+            while True:
+                delta, _ = solve_normal(XtX, Xty, lam)
+                trial = {k: v.copy() for k, v in self.blocks.items()}
+                S = self.spec.n_species
+                trial["e0"] = trial["e0"] + delta[:S]
+                off = S
+                for name in names:
+                    for b in _design(sched).groups[name].blocks:
+                        trial[b.name] = trial[b.name] + delta[off:off + b.size].reshape(b.shape)
+                        off += b.size
+                pot = Potential(self.spec, from_blocks(self.spec, trial), backend=self.settings.backend)
+                new = self.loss(self.train, pot)
+                if new < current:
+                    self.blocks = trial
+                    lam = max(lam / 10, 1e-15)
+                    break
+                lam *= 10
+                if lam > 1e2:
+                    return
+            if on_step:
+                on_step(it + 1, new)
+            if new < 1e-30:
+                return
+
+    # -- losses -------------------------------------------------------------------------------------
+    def loss(self, frames, pot: Potential | None = None) -> float:
+        """The fit's loss (without the ridge term) per configuration, evaluated with ``pot``."""
+        s = self.settings
+        pot = pot or self.potential()
+        total = 0.0
+        for f in frames:
+            r = pot.evaluate(f.atoms, forces=f.forces is not None, stress=f.stress is not None and f.atoms.cell.rank == 3)
+            N = f.n_atoms
+            if f.energy is not None:
+                total += s.energy_weight * ((r["energy"] - f.energy) / N) ** 2
+            if f.forces is not None:
+                total += s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2))
+            if "stress" in r and f.stress is not None:
+                total += s.stress_weight * float(np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2))
+        return total / max(len(frames), 1)
+
+    # -- sweeps -------------------------------------------------------------------------------------
+    def _fit_e0(self):
+        """Reference energies by least squares on the composition (before any core is fitted)."""
+        S = self.spec.n_species
+        counts, E = [], []
+        for f in self.train:
+            if f.energy is None:
+                continue
+            counts.append(np.bincount(self._pairs(f).species, minlength=S))
+            E.append(f.energy)
+        if not E:
+            raise FitError("no training configuration has an energy")
+        C = np.array(counts, dtype=float)
+        e0, *_ = np.linalg.lstsq(C, np.array(E), rcond=None)
+        self.blocks["e0"] = e0
+
+    def _steps(self, direction: str):
+        d = self.spec.cores
+        ks = range(1, d) if direction == "right" else range(d, 1, -1)
+        if d == 1:
+            ks = [1]
+        steps = []
+        for k in ks:
+            if cached_schedule(self.spec).cores[k - 1].K:
+                steps.append(f"core{k}.U")
+            steps.append(f"core{k}")
+        return steps
+
+    def run(self, on_sweep=None) -> Potential:
+        """Fit; stops after ``sweeps`` or when the validation loss stopped improving. Ctrl-C keeps the best."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        self._fit_e0()
+        for k in range(self.spec.cores, 1, -1):
+            right_orthogonalize(self.spec, self.blocks, k)
+        check = self.valid or self.train
+        stale = 0
+        try:
+            for sweep in range(1, s.sweeps + 1):
+                direction = "right" if sweep % 2 == 1 else "left"
+                steps = self._steps(direction)
+                bar = tqdm(steps, desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
+                           leave=True, unit="step")
+                train_loss = float("nan")
+                for step in bar:
+                    bar.set_postfix_str(f"{step} | train loss {train_loss:.4g}")
+                    if step.endswith(".U"):
+                        train_loss = self.solve(step)
+                        orthogonalize_U(self.spec, self.blocks, int(step[4:-2]))
+                        continue
+                    train_loss = self.solve(step)
+                    k = int(step[4:])
+                    if direction == "right" and k < self.spec.cores:
+                        self.spec = left_orthogonalize(self.spec, self.blocks, k, s.rank_tol, s.max_rank)
+                    elif direction == "left" and k > 1:
+                        right_orthogonalize(self.spec, self.blocks, k)
+                pot = self.potential()
+                val = self.loss(check, pot)
+                bar.set_postfix_str(f"train loss {train_loss:.4g} | validation loss {val:.4g}")
+                bar.close()
+                self.history.add(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
+                                 n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
+                                 seconds=time.perf_counter() - self._t0)
+                if on_sweep:
+                    on_sweep(self.history.sweeps[-1])
+                if self.best is None or val < self.best[0] * (1 - s.tolerance):
+                    stale = 0
+                else:
+                    stale += 1
+                if self.best is None or val < self.best[0]:
+                    self.best = (val, pot)
+                if stale >= s.patience:
+                    break
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if self.best is None:
+                raise
+        else:
+            self.interrupted = False
+        pot = self.best[1]
+        pot.metadata.update({"fit": asdict(s), "fit_sweeps": len(self.history.sweeps),
+                             "fit_seconds": round(time.perf_counter() - self._t0, 2),
+                             "valid_loss": self.best[0]})
+        return pot
+
+
+_designs = {}
+
+
+def _design(sched) -> DesignReference:
+    key = sched.spec
+    if key not in _designs:
+        _designs.clear() if len(_designs) > 8 else None
+        _designs[key] = DesignReference(sched)
+    return _designs[key]
