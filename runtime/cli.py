@@ -1,4 +1,4 @@
-"""Command line: ``etn inspect``, ``etn example``.
+"""Command line: ``etn inspect``, ``etn generate``, ``etn fit``, ``etn eval``, ``etn example``.
 
 Every command turns the package's own errors (bad spec, bad model file, bad configuration) into
 one clear line on stderr and exit status 2, never a traceback.
@@ -51,7 +51,21 @@ def cmd_generate(args) -> int:
 def cmd_example(args) -> int:
     from .example import run
 
-    run(steps=args.steps)
+    run(steps=args.steps, sweeps=args.sweeps, out=args.output)
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from .train import fit_config
+
+    fit_config(args.config, progress=not args.quiet)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train import evaluate_files
+
+    evaluate_files(args.model, args.files, backend=args.backend, json_path=args.json, plot=args.plot)
     return 0
 
 
@@ -72,16 +86,33 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--dtype", choices=["float64", "float32"], default=None, help="precision (default: the spec's)")
     p.set_defaults(func=cmd_generate)
-    p = sub.add_parser("example", help="the bundled example: inspect, evaluate and run MD on bundled MoNbTaW data")
+    p = sub.add_parser("example", help="the bundled example: fit a small model to bundled MoNbTaW data, report errors, run MD")
     p.add_argument("--steps", type=int, default=50, help="MD steps (default 50)")
+    p.add_argument("--sweeps", type=int, default=4, help="fit sweeps (default 4)")
+    p.add_argument("-o", "--output", default="etn-example", help="folder for the model and plot (default etn-example)")
     p.set_defaults(func=cmd_example)
+    p = sub.add_parser("fit", help="fit a model as a TOML configuration describes (data, spec, weights, sweeps)")
+    p.add_argument("config", help="fit configuration (TOML); see the README")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("eval", help="errors of a saved model on labelled files (extxyz or MLIP .cfg)")
+    p.add_argument("model", help="model file (.etn)")
+    p.add_argument("files", nargs="+", help="data files or glob patterns")
+    p.add_argument("--backend", default="c", help="c (default), c-float32, numpy")
+    p.add_argument("--json", help="also write the errors as JSON to this file")
+    p.add_argument("--plot", help="also write parity plots to this PNG file")
+    p.set_defaults(func=cmd_eval)
     args = ap.parse_args(argv)
+    from .build import CompilerError
+    from .dataset import DataError
+    from .fit import FitError
     from .generator import SpecError
     from .modelfile import ModelFileError
     from .neighbors import ConfigurationError
 
     try:
         return args.func(args)
-    except (SpecError, ModelFileError, ConfigurationError, FileNotFoundError, KeyError) as e:
+    except (SpecError, ModelFileError, ConfigurationError, DataError, FitError, CompilerError, FileNotFoundError,
+            KeyError) as e:
         print(f"etn: error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,5 @@
-"""The bundled example (``etn example``): inspect a model, evaluate it on bundled DFT data, run MD.
-
-Until fitting lands, the model is randomly initialised: the errors it prints show the pipeline
-working end to end, not a potential.
+"""The bundled example (``etn example``): fit a small model to bundled MoNbTaW data, report its
+test errors, run a short NVE MD with it.
 """
 
 from __future__ import annotations
@@ -20,44 +18,34 @@ def bundled(name: str):
         return read(p, ":")
 
 
-def run(steps: int = 50) -> None:
+def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
+    from pathlib import Path
+
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
 
-    from . import Calculator, Potential, catalogue
-    from .report import table
+    from . import Calculator, catalogue, dataset, metrics
+    from .fit import Fitter, FitSettings
 
-    spec = catalogue.load("default")
-    pot = Potential.random(spec, seed=0, scale=0.05)
-    print(table(pot.schedule))
-    print()
-
-    # reference energies e0 by least squares on the training energies (cores stay random)
-    train = bundled("MoNbTaW_train")
-    counts = np.array([[a.get_chemical_symbols().count(s) for s in spec.species] for a in train], float)
-    energies = np.array([a.get_potential_energy() for a in train])
-    pot.block("e0")[:] = np.linalg.lstsq(counts, energies, rcond=None)[0]
-
-    test = bundled("MoNbTaW_test")
-    n_atoms = sum(len(a) for a in test)
+    spec = catalogue.load("small")
+    with resources.as_file(resources.files("etn.data") / "MoNbTaW_train.xyz") as p:
+        train, valid = dataset.split(dataset.read(p, spec.species), 0.1, seed=0)
+    with resources.as_file(resources.files("etn.data") / "MoNbTaW_test.xyz") as p:
+        test = dataset.read(p, spec.species)
+    print(f"fitting the catalogue spec 'small' ({spec.cores} cores, l_max {spec.l_max}) to {len(train)} bundled "
+          f"MoNbTaW configurations ({sum(f.n_atoms for f in train)} atoms), {len(valid)} held out for validation")
     t0 = time.perf_counter()
-    pot.evaluate(test[0])  # the first call renders and compiles the model's C kernels (cached afterwards)
-    print(f"C kernels ready in {time.perf_counter() - t0:.1f} s (compiled once, then cached)")
-    t0 = time.perf_counter()
-    de, df = [], []
-    for atoms in test:
-        res = pot.evaluate(atoms, stress=False)
-        de.append((res["energy"] - atoms.get_potential_energy()) / len(atoms))
-        df.append((res["forces"] - atoms.get_forces()).ravel())
-    dt = time.perf_counter() - t0
-    de, df = np.array(de), np.concatenate(df)
-    print(f"randomly initialised model on {len(test)} bundled MoNbTaW test configurations ({n_atoms} atoms):")
-    print(f"  energy RMSE {1e3 * np.sqrt(np.mean(de**2)):.1f} meV/atom, force RMSE {np.sqrt(np.mean(df**2)):.3f} eV/Å"
-          f"  (e0 fitted, cores random: core fitting is not implemented yet)")
-    print(f"  generated C kernels: {1e6 * dt / n_atoms:.0f} µs/atom for energy + forces, neighbour list included")
+    pot = Fitter(spec, train, valid, FitSettings(sweeps=sweeps)).run()
+    print(f"fitted {pot.schedule.n_params} parameters in {time.perf_counter() - t0:.0f} s")
+    rows = metrics.predict(pot, test)
+    print(metrics.table(metrics.errors(pot, test, rows=rows), f"\nerrors on {len(test)} bundled test configurations:"))
+    Path(out).mkdir(exist_ok=True)
+    pot.save(Path(out) / "model.etn")
+    metrics.parity_plot(rows, Path(out) / "parity_test.png", "bundled MoNbTaW test set")
+    print(f"\nsaved {out}/model.etn and {out}/parity_test.png")
 
-    atoms = train[0].copy()
+    atoms = test[0].atoms.copy()
     atoms.calc = Calculator(pot)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     md = VelocityVerlet(atoms, timestep=1.0 * units.fs)
@@ -66,6 +54,6 @@ def run(steps: int = 50) -> None:
     md.run(steps)
     dt = time.perf_counter() - t0
     drift = (atoms.get_total_energy() - e_start) / len(atoms)
-    print(f"NVE MD, {len(atoms)} atoms ({atoms.get_chemical_formula()}), {steps} steps of 1 fs: "
+    print(f"NVE MD with the fitted model, {len(atoms)} atoms ({atoms.get_chemical_formula()}), {steps} steps of 1 fs: "
           f"total energy change {1e3 * drift:+.3f} meV/atom, T = {atoms.get_temperature():.0f} K, "
-          f"{1e6 * dt / (steps * len(atoms)):.0f} µs/atom/step")
+          f"{1e6 * dt / (steps * len(atoms)):.0f} µs/atom/step (ASE, neighbour list included)")

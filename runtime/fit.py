@@ -44,6 +44,7 @@ class FitSettings:
     tolerance: float = 1e-3
     rank_tol: float = 0.0
     max_rank: int | None = None
+    polish: int = 0
     seed: int = 0
     init_scale: float = 1.0
     threads: int | None = None
@@ -56,6 +57,8 @@ class FitSettings:
                 raise FitError(f"fit setting {name} must be a finite number >= 0, not {v!r}")
         if self.energy_weight + self.force_weight + self.stress_weight == 0:
             raise FitError("all loss weights are zero: set energy_weight, force_weight or stress_weight > 0")
+        if not isinstance(self.polish, int) or self.polish < 0:
+            raise FitError(f"polish must be an integer >= 0, not {self.polish!r}")
         if not isinstance(self.sweeps, int) or self.sweeps < 1:
             raise FitError(f"sweeps must be an integer >= 1, not {self.sweeps!r}")
         if self.max_rank is not None and (not isinstance(self.max_rank, int) or self.max_rank < 1):
@@ -376,8 +379,9 @@ class Fitter:
             steps.append(f"core{k}")
         return steps
 
-    def run(self, on_sweep=None) -> Potential:
-        """Fit; stops after ``sweeps`` or when the validation loss stopped improving. Ctrl-C keeps the best."""
+    def run(self, on_sweep=None, on_polish=None) -> Potential:
+        """Fit; stops after ``sweeps`` or when the validation loss stopped improving, then ``polish``
+        Levenberg–Marquardt steps. Ctrl-C keeps the best model so far."""
         from tqdm.auto import tqdm
 
         s = self.settings
@@ -428,6 +432,16 @@ class Fitter:
                 raise
         else:
             self.interrupted = False
+        if s.polish and not self.interrupted:
+            self.spec, self.blocks = self.best[1].spec, to_blocks(self.best[1])
+            try:
+                self.polish(s.polish, on_step=on_polish)
+            except KeyboardInterrupt:
+                self.interrupted = True
+            cand = self.potential()
+            val = self.loss(check, cand)
+            if val < self.best[0]:
+                self.best = (val, cand)
         pot = self.best[1]
         pot.metadata.update({"fit": asdict(s), "fit_sweeps": len(self.history.sweeps),
                              "fit_seconds": round(time.perf_counter() - self._t0, 2),
