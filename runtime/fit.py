@@ -416,14 +416,14 @@ class Fitter:
                 self.history.add(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
                                  n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
                                  seconds=time.perf_counter() - self._t0)
-                if on_sweep:
-                    on_sweep(self.history.sweeps[-1])
                 if self.best is None or val < self.best[0] * (1 - s.tolerance):
                     stale = 0
                 else:
                     stale += 1
                 if self.best is None or val < self.best[0]:
                     self.best = (val, pot)
+                if on_sweep:
+                    on_sweep(self.history.sweeps[-1])
                 if stale >= s.patience:
                     break
         except KeyboardInterrupt:
