@@ -157,7 +157,7 @@ class DesignReference:
         cgs = self.nb._cg
         hs, Bs = [{0: np.ones((N, 1, 1))}], []
         for core in self.sched.cores:
-            B = [np.einsum("ncm,cK->nKm", A[l], self._U(params, core, l)) for l in range(len(A))] if core.K else A
+            B = [self._U(params, core, l).T @ A[l] for l in range(len(A))] if core.K else A
             Bs.append(B)
             s = species if core.species_specific else None
             out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
@@ -186,7 +186,7 @@ class DesignReference:
                 for p in core.paths:
                     dB[p.l] += self._dB(cgs[p.param], rho[p.L_out], h[p.L_in], self._g(params, core, p),
                                         s if core.species_specific else None)
-            return np.concatenate([np.einsum("nKm,ncm->ncK", dB[l], A[l]).reshape(n, -1) for l in range(len(A))],
+            return np.concatenate([(A[l] @ dB[l].transpose(0, 2, 1)).reshape(n, -1) for l in range(len(A))],
                                   axis=1), dB
         S = self.sched.spec.n_species
         cols = []
@@ -253,7 +253,7 @@ class DesignReference:
             dA.append(x)
 
         def dBof(c):
-            return [np.einsum("ncm,cK->nKm", dA[l], self._U(params, c, l)) for l in range(len(dA))] if c.K else dA
+            return [self._U(params, c, l).T @ dA[l] for l in range(len(dA))] if c.K else dA
 
         def at(states):
             return {L: v[ti] for L, v in states.items()}
@@ -295,8 +295,7 @@ class DesignReference:
                 if dh is not None:
                     ddB[p.l] += self._dB(cgs[p.param], rho[p.L_out], dh[p.L_in], g, s)
             dB = [b[ti] for b in dB0]
-            G = np.concatenate([(np.einsum("nKm,ncm->ncK", ddB[l], At[l])
-                                 + np.einsum("nKm,ncm->ncK", dB[l], dA[l])).reshape(T, -1) for l in range(len(A))],
+            G = np.concatenate([(At[l] @ ddB[l].transpose(0, 2, 1) + dA[l] @ dB[l].transpose(0, 2, 1)).reshape(T, -1) for l in range(len(A))],
                                axis=1)
         else:
             dBk = dBof(core)
