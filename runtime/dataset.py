@@ -59,7 +59,7 @@ def _from_atoms(atoms, source: str, index: int) -> Frame:
     res = getattr(calc, "results", {}) if calc is not None else {}
     info = atoms.info
     energy = res.get("energy", info.get("energy"))
-    forces = res.get("forces", atoms.arrays.get("forces"))
+    forces = res.get("forces", atoms.arrays.get("forces", atoms.arrays.get("force")))
     stress = res.get("stress", info.get("stress"))
     ctype = str(info.get("config_type", Path(source).stem))
     return Frame(atoms, None if energy is None else float(energy),

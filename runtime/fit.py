@@ -219,7 +219,10 @@ class Fitter:
         return from_blocks(self.spec, self.blocks)
 
     def potential(self) -> Potential:
-        return Potential(self.spec, self.params, backend=self.settings.backend)
+        pot = Potential(self.spec, self.params, backend=self.settings.backend)
+        if self.settings.threads and self.settings.backend.startswith("c"):
+            pot._get_backend(self.settings.backend).set_num_threads(self.settings.threads)
+        return pot
 
     def _pairs(self, f):
         if f.pairs is None:
@@ -396,9 +399,9 @@ class Fitter:
                 steps = self._steps(direction)
                 bar = tqdm(steps, desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
                            leave=True, unit="step")
-                train_loss = float("nan")
+                train_loss = None
                 for step in bar:
-                    bar.set_postfix_str(f"{step} | train loss {train_loss:.4g}")
+                    bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
                     if step.endswith(".U"):
                         train_loss = self.solve(step)
                         orthogonalize_U(self.spec, self.blocks, int(step[4:-2]))

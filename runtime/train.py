@@ -34,7 +34,6 @@ A fit configuration (paths are relative to the file)::
 
 from __future__ import annotations
 
-import os
 import time
 import tomllib
 from dataclasses import fields
@@ -101,10 +100,9 @@ def load_config(path) -> dict:
 
 
 def set_threads(n: int | None) -> None:
-    """Cap OpenMP (generated kernels) and BLAS threads at ``n`` (None: leave the defaults)."""
+    """Cap BLAS threads at ``n`` when threadpoolctl is installed (the fitter sets the kernels' OpenMP threads)."""
     if not n:
         return
-    os.environ["OMP_NUM_THREADS"] = str(n)
     try:
         from threadpoolctl import threadpool_limits
 

@@ -1,0 +1,89 @@
+"""Zuo-v1 accuracy benchmark (DESIGN.md, section 4): per element, train on training, test on test.
+
+Data: ../shared/data/raw/ZuoEtAl2020_mlearn. Training sets come from `extxyz_with_stress/` where
+present; Cu and Ni training sets exist only in the ACEData tarball (energies and forces, no stress),
+which is read straight from the archive. Test sets: `extxyz_with_stress/<El>_test.xyz`.
+10% of each training set (seeded) is held out for validation. Prints the test energy and force
+MAE next to the published MTP errors.
+
+    python3 benchmarks/zuo.py                 # all six elements
+    python3 benchmarks/zuo.py Mo Si --sweeps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import etn
+from etn import dataset, metrics
+from etn.fit import Fitter, FitSettings
+from etn.generator import Spec
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent / "shared" / "data" / "raw" / "ZuoEtAl2020_mlearn"
+#: published MTP test errors (energy MAE meV/atom, force MAE eV/Å), Zuo et al. 2020
+MTP = {"Ni": (0.48, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01), "Mo": (2.83, 0.09), "Si": (2.21, 0.06),
+       "Ge": (1.79, 0.05)}
+
+
+def element_spec(el: str, args) -> Spec:
+    return Spec.from_dict({"species": [el], "r_min": args.r_min, "r_cut": args.r_cut, "n_radial": args.n_radial,
+                           "l_max": args.l_max, "cores": args.cores, "bonds": [args.bond] * (args.cores - 1)})
+
+
+def training_file(el: str, tmp: Path) -> Path:
+    p = ROOT / "extxyz_with_stress" / f"{el}_training.xyz"
+    if p.exists():
+        return p
+    with tarfile.open(ROOT / "ACEData_extxyz_no_stress" / "ZuoEtAl2020.tar.gz") as tar:
+        for m in tar.getmembers():
+            name = Path(m.name).name.lower()
+            if m.isfile() and name.startswith(el.lower()) and "train" in name:
+                out = tmp / f"{el}_training.xyz"
+                out.write_bytes(tar.extractfile(m).read())
+                return out
+    raise SystemExit(f"no training data for {el}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("elements", nargs="*", default=list(MTP))
+    ap.add_argument("--r-min", type=float, default=1.5)
+    ap.add_argument("--r-cut", type=float, default=5.0)
+    ap.add_argument("--n-radial", type=int, default=6)
+    ap.add_argument("--l-max", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=3)
+    ap.add_argument("--bond", default="4x0 + 3x1 + 3x2 + 2x3")
+    ap.add_argument("--sweeps", type=int, default=6)
+    ap.add_argument("--polish", type=int, default=0)
+    args = ap.parse_args(argv)
+    print(f"Zuo-v1, etn {etn.__version__}: spec per element r_cut {args.r_cut} Å, n_radial {args.n_radial}, "
+          f"l_max {args.l_max}, {args.cores} cores, bonds {args.bond}")
+    lines = [f"{'element':<8} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  {'F MAE':>6} {'MTP':>5}"
+             f"  {'E RMSE':>6} {'F RMSE':>6}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for el in args.elements:
+            spec = element_spec(el, args)
+            frames = dataset.read(training_file(el, Path(tmp)), spec.species)
+            train, valid = dataset.split(frames, 0.1, 0)
+            test = dataset.read(ROOT / "extxyz_with_stress" / f"{el}_test.xyz", spec.species)
+            t0 = time.perf_counter()
+            pot = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish),
+                         progress=False).run()
+            minutes = (time.perf_counter() - t0) / 60
+            rep = metrics.errors(pot, test)["overall"]
+            e, f = MTP[el]
+            lines.append(f"{el:<8} {pot.schedule.n_params:>6} {len(train):>5} {minutes:>5.1f}  {rep['energy_mae']:>6.2f} "
+                         f"{e:>5.2f}  {rep['forces_mae']:>6.3f} {f:>5.2f}  {rep['energy_rmse']:>6.2f} "
+                         f"{rep['forces_rmse']:>6.3f}")
+            print(lines[-1], flush=True)
+    print("\n" + "\n".join(lines))
+    print("units: energy meV/atom, forces eV/Å; MTP = published test MAE (Zuo et al. 2020); min = fit wall time")
+
+
+if __name__ == "__main__":
+    main()
