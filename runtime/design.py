@@ -176,16 +176,15 @@ class DesignReference:
         return hs, Bs, rhos
 
     # -- rows --------------------------------------------------------------------------------------
-    def _env_rows(self, params, core, group, rho, h, B, A, s, dB_of=None):
-        """Rows of ``group`` (n, size) from the states of core k; ``dB_of`` is used by the U group."""
+    def _env_rows(self, params, core, group, rho, h, B, A, s):
+        """Rows of ``group`` (n, size) from the states of core k, and (U group only) ∂V/∂B of core k."""
         cgs = self.nb._cg
         n = B[0].shape[0]
         if group.name.endswith(".U"):
-            dB = [np.zeros_like(b) for b in B] if dB_of is None else dB_of
-            if dB_of is None:
-                for p in core.paths:
-                    dB[p.l] += self._dB(cgs[p.param], rho[p.L_out], h[p.L_in], self._g(params, core, p),
-                                        s if core.species_specific else None)
+            dB = [np.zeros_like(b) for b in B]
+            for p in core.paths:
+                dB[p.l] += self._dB(cgs[p.param], rho[p.L_out], h[p.L_in], self._g(params, core, p),
+                                    s if core.species_specific else None)
             return np.concatenate([(A[l] @ dB[l].transpose(0, 2, 1)).reshape(n, -1) for l in range(len(A))],
                                   axis=1), dB
         S = self.sched.spec.n_species
