@@ -71,14 +71,14 @@ def main(argv=None) -> None:
     rows = metrics.predict(pot, test)
     rep = metrics.errors(pot, test, rows=rows)
     print(f"parameters {pot.schedule.n_params}, bonds {', '.join(str(b) for b in pot.spec.bonds)}")
-    print(f"training wall time {seconds / 60:.1f} min ({len(fitter.history.sweeps)} sweeps), peak memory {peak:.0f} MB")
-    for h in fitter.history.sweeps:
+    print(f"training wall time {seconds / 60:.1f} min ({len(fitter.history)} sweeps), peak memory {peak:.0f} MB")
+    for h in fitter.history:
         print(f"  sweep {h['sweep']:2d} ({h['direction']:5s}) train loss {h['train_loss']:.5g} "
               f"validation loss {h['valid_loss']:.5g}  at {h['seconds'] / 60:.1f} min")
     print(metrics.table(rep, "test errors:"))
     print(PEERS)
     if args.out:
-        rep.update({"spec": args.spec, "fit_seconds": seconds, "peak_memory_mb": peak, "sweeps": fitter.history.sweeps,
+        rep.update({"spec": args.spec, "fit_seconds": seconds, "peak_memory_mb": peak, "sweeps": fitter.history,
                     "n_train": len(train)})
         metrics.write_json(rep, args.out)
 

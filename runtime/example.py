@@ -10,14 +10,6 @@ from importlib import resources
 import numpy as np
 
 
-def bundled(name: str):
-    """Configurations of a bundled data file (``MoNbTaW_train`` or ``MoNbTaW_test``)."""
-    from ase.io import read
-
-    with resources.as_file(resources.files("etn.data") / f"{name}.xyz") as p:
-        return read(p, ":")
-
-
 def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     from pathlib import Path
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -183,14 +184,6 @@ def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float):
     return x / d, cond
 
 
-@dataclass
-class History:
-    sweeps: list = field(default_factory=list)
-
-    def add(self, **row):
-        self.sweeps.append(row)
-
-
 class Fitter:
     """ALS/DMRG fit of one spec to training frames; ``run()`` returns the best :class:`Potential`."""
 
@@ -207,7 +200,7 @@ class Fitter:
         self.spec, self.blocks = spec, to_blocks(pot)
         for f in self.train + self.valid:
             f.pairs = None
-        self.history = History()
+        self.history: list[dict] = []  # one row per sweep
         self.best = None  # (validation loss, Potential)
         self.warnings: list[str] = []
         self.interrupted = False
@@ -416,9 +409,9 @@ class Fitter:
                 val = self.loss(check, pot)
                 bar.set_postfix_str(f"train loss {train_loss:.4g} | validation loss {val:.4g}")
                 bar.close()
-                self.history.add(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
+                self.history.append(dict(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
                                  n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
-                                 seconds=time.perf_counter() - self._t0)
+                                 seconds=time.perf_counter() - self._t0))
                 if self.best is None or val < self.best[0] * (1 - s.tolerance):
                     stale = 0
                 else:
@@ -426,7 +419,7 @@ class Fitter:
                 if self.best is None or val < self.best[0]:
                     self.best = (val, pot)
                 if on_sweep:
-                    on_sweep(self.history.sweeps[-1])
+                    on_sweep(self.history[-1])
                 if stale >= s.patience:
                     break
         except KeyboardInterrupt:
@@ -446,18 +439,16 @@ class Fitter:
             if val < self.best[0]:
                 self.best = (val, cand)
         pot = self.best[1]
-        pot.metadata.update({"fit": asdict(s), "fit_sweeps": len(self.history.sweeps),
+        pot.metadata.update({"fit": asdict(s), "fit_sweeps": len(self.history),
                              "fit_seconds": round(time.perf_counter() - self._t0, 2),
                              "valid_loss": self.best[0]})
         return pot
 
 
-_designs = {}
+@lru_cache(maxsize=8)
+def _design_of(spec: Spec) -> DesignReference:
+    return DesignReference(cached_schedule(spec))
 
 
 def _design(sched) -> DesignReference:
-    key = sched.spec
-    if key not in _designs:
-        _designs.clear() if len(_designs) > 8 else None
-        _designs[key] = DesignReference(sched)
-    return _designs[key]
+    return _design_of(sched.spec)

@@ -141,8 +141,8 @@ def fit_config(path, progress: bool = True, log=print):
     for msg in fitter.warnings:
         log(f"warning: {msg}")
     report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.bonds],
-              "fit_seconds": seconds, "sweeps": fitter.history.sweeps, "interrupted": fitter.interrupted}
-    text = [f"fitted in {seconds:.1f} s, {len(fitter.history.sweeps)} sweeps, {pot.schedule.n_params} parameters"]
+              "fit_seconds": seconds, "sweeps": fitter.history, "interrupted": fitter.interrupted}
+    text = [f"fitted in {seconds:.1f} s, {len(fitter.history)} sweeps, {pot.schedule.n_params} parameters"]
     for name, frames in (("train", train), ("valid", valid), ("test", test)):
         if not frames:
             continue
@@ -151,7 +151,7 @@ def fit_config(path, progress: bool = True, log=print):
         report[name] = rep
         text.append(metrics.table(rep, f"{name}:"))
         metrics.parity_plot(rows, out / f"parity_{name}.png", f"{name} ({len(frames)} configurations)")
-    metrics.learning_curve(fitter.history.sweeps, out / "learning_curve.png")
+    metrics.learning_curve(fitter.history, out / "learning_curve.png")
     (out / "report.txt").write_text("\n\n".join(text) + "\n")
     metrics.write_json(report, out / "report.json")
     log("\n\n".join(text))

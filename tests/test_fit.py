@@ -212,8 +212,8 @@ def test_same_seed_same_model_and_interrupt_keeps_best(tmp_path):
 
     f = Fitter(spec, train, None, FitSettings(sweeps=5, backend="numpy", patience=9), progress=False)
     pot = f.run(on_sweep=stop)
-    assert f.interrupted and len(f.history.sweeps) == 2
-    assert pot.metadata["valid_loss"] == min(h["valid_loss"] for h in f.history.sweeps)
+    assert f.interrupted and len(f.history) == 2
+    assert pot.metadata["valid_loss"] == min(h["valid_loss"] for h in f.history)
 
 
 def test_singular_system_stays_finite():
