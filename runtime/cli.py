@@ -1,4 +1,4 @@
-"""Command line: ``etn inspect``, ``etn generate``, ``etn fit``, ``etn eval``, ``etn example``.
+"""Command line: ``etn inspect``, ``etn generate``, ``etn fit``, ``etn eval``, ``etn export``, ``etn example``.
 
 Every command turns the package's own errors (bad spec, bad model file, bad configuration) into
 one clear line on stderr and exit status 2, never a traceback.
@@ -69,6 +69,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .lammps import PLUGIN, export
+
+    out = export(args.model, args.output, build_plugin=not args.no_build)
+    model = Path(args.model).name
+    if not args.no_build:
+        print(f"built {out / PLUGIN}")
+    else:
+        print(f"wrote {out}; build with: make -C {out}")
+    from .potential import Potential
+
+    species = " ".join(Potential.load(out / model).spec.species)
+    print(f"in LAMMPS:\n  plugin load {out / PLUGIN}\n  pair_style etn\n  pair_coeff * * {out / model} {species}"
+          f"\n(one element per atom type; example input: {out / 'in.etn'})")
+    return 0
+
+
 def main(argv=None) -> int:
     from . import __version__
 
@@ -102,17 +119,24 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the errors as JSON to this file")
     p.add_argument("--plot", help="also write parity plots to this PNG file")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("export", help="export a model to a simulator: `etn export lammps MODEL -o DIR`")
+    p.add_argument("target", choices=["lammps"], help="lammps: a LAMMPS plugin pair style (etnplugin.so)")
+    p.add_argument("model", help="model file (.etn)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--no-build", action="store_true", help="only write the sources and Makefile")
+    p.set_defaults(func=cmd_export)
     args = ap.parse_args(argv)
     from .build import CompilerError
     from .dataset import DataError
     from .fit import FitError
     from .generator import SpecError
+    from .lammps import LammpsError
     from .modelfile import ModelFileError
     from .neighbors import ConfigurationError
 
     try:
         return args.func(args)
-    except (SpecError, ModelFileError, ConfigurationError, DataError, FitError, CompilerError, FileNotFoundError,
+    except (SpecError, ModelFileError, ConfigurationError, DataError, FitError, CompilerError, LammpsError, FileNotFoundError,
             KeyError) as e:
         print(f"etn: error: {e}", file=sys.stderr)
         return 2
