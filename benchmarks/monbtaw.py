@@ -42,6 +42,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=None, help="also write the report JSON here")
+    ap.add_argument("--save", default=None, help="also save the fitted model here (.etn)")
     args = ap.parse_args(argv)
 
     spec = _spec(args.spec)
@@ -77,6 +78,8 @@ def main(argv=None) -> None:
               f"validation loss {h['valid_loss']:.5g}  at {h['seconds'] / 60:.1f} min")
     print(metrics.table(rep, "test errors:"))
     print(PEERS)
+    if args.save:
+        pot.save(args.save)
     if args.out:
         rep.update({"spec": args.spec, "fit_seconds": seconds, "peak_memory_mb": peak, "sweeps": fitter.history,
                     "n_train": len(train)})

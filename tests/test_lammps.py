@@ -134,6 +134,14 @@ def test_export_writes_a_stamped_plugin_folder(binary):
     assert "do not edit" in (plugin / "pair_etn.cpp").read_text().splitlines()[0]
 
 
+def test_example_input_runs(binary):
+    """The folder's own in.etn (what a user runs first): 864 atoms, 200 NVE steps."""
+    _, plugin, _ = binary
+    run("in.etn", cwd=plugin, log="log.example")
+    log = (plugin / "log.example").read_text()
+    assert "Loop time of" in log and "200 steps with 864 atoms" in log
+
+
 def test_types_in_another_order_and_sharing_an_element(binary, tmp_path):
     """Four LAMMPS types: Ni, Cu, Ni, Cu; atoms of one element spread over two types."""
     pot, plugin, model = binary
@@ -217,6 +225,9 @@ BAD = {
     "corrupt model file": ("pair_coeff * * corrupt.etn Cu Ni", "checksum does not match"),
     "truncated model file": ("pair_coeff * * truncated.etn Cu Ni", "is truncated"),
     "not a model file": ("pair_coeff * * data.lmp Cu Ni", "is not an etn model file"),
+    "newer model-file format": ("pair_coeff * * newer.etn Cu Ni", "model-file format 2 is newer than this plugin reads"),
+    "overlapping atoms": ("pair_coeff * * model.etn Cu Ni\nset atom 2 x 0.0 y 0.0 z 0.0\nset atom 1 x 0.0 y 0.0 z 0.0",
+                          "atoms 1 and 2 overlap"),
     "model of another spec": ("pair_coeff * * other.etn Cu Ni", "etn export lammps other.etn"),
     "type without an element": ("pair_coeff * * model.etn Cu", "one element per atom type: 1 given for 2"),
     "element not in the model": ("pair_coeff * * model.etn Cu Fe", "element 'Fe' of atom type 2 is not in the model"),
@@ -232,6 +243,7 @@ def test_bad_input_is_a_clear_lammps_error(binary, tmp_path, case):
     text = model.read_text()
     (tmp_path / "corrupt.etn").write_text(text.replace("\n0.", "\n1.", 1) if "\n0." in text else text.replace("\n-0.", "\n-1.", 1))
     (tmp_path / "truncated.etn").write_text(text[: len(text) // 2])
+    (tmp_path / "newer.etn").write_text(text.replace("etn-model 1", "etn-model 2", 1))
     etn.Potential.random(etn.catalogue.load("tiny"), seed=0).save(tmp_path / "other.etn")
     atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(2, 2, 2))
     write_data(atoms, tmp_path / "data.lmp", ["Cu", "Ni"])
