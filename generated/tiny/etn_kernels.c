@@ -13,8 +13,9 @@
 #define NSH 4
 #define LMAX 1
 #define FEAT 9
-static const etn_real RMIN = 1.5;
-static const etn_real RCUT = 4.0;
+#define ETN_RMIN ((double)1.5)
+#define ETN_RCUT ((double)4.0)
+#define ETN_FN static inline
 
 int etn_n_params(void) { return ETN_N_PARAMS; }
 const char *etn_spec_hash(void) { return "cd67fe9c0234540c502f4fa6bf3f130f99b73ef864508195d8749e856b976de1"; }
@@ -35,9 +36,9 @@ int etn_set_num_threads(int n) {
 }
 
 /* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
-static inline void radial(etn_real d, etn_real *Q, etn_real *dQ) {
-    const etn_real w = RCUT - RMIN, xi = (2 * d - RMIN - RCUT) / w;
-    const etn_real f = (RCUT - d) * (RCUT - d) / (w * w), df = -2 * (RCUT - d) / (w * w);
+ETN_FN void radial(etn_real d, etn_real *Q, etn_real *dQ) {
+    const etn_real w = ETN_RCUT - ETN_RMIN, xi = (2 * d - ETN_RMIN - ETN_RCUT) / w;
+    const etn_real f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
     etn_real T[NR + 1], dT[NR + 1];
     T[0] = 1; dT[0] = 0; T[1] = xi; dT[1] = 1;
     for (int n = 2; n < NR; n++) {
@@ -51,7 +52,7 @@ static inline void radial(etn_real d, etn_real *Q, etn_real *dQ) {
 }
 
 /* Real spherical harmonics Y[l*l + l + m] = R_lm(u) at a unit vector u (exact monomials). */
-static inline void sph(const etn_real *u, etn_real *px, etn_real *py, etn_real *pz, etn_real *Y) {
+ETN_FN void sph(const etn_real *u, etn_real *px, etn_real *py, etn_real *pz, etn_real *Y) {
     px[0] = py[0] = pz[0] = 1;
     for (int k = 1; k <= LMAX; k++) { px[k] = px[k - 1] * u[0]; py[k] = py[k - 1] * u[1]; pz[k] = pz[k - 1] * u[2]; }
     Y[0] = 0.28209479177387814 * px[0] * py[0] * pz[0];
@@ -61,7 +62,7 @@ static inline void sph(const etn_real *u, etn_real *px, etn_real *py, etn_real *
 }
 
 /* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r| */
-static inline void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const etn_real *py,
+ETN_FN void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const etn_real *py,
                             const etn_real *pz, const etn_real *Y, etn_real (*dY)[3]) {
     const etn_real inv = 1 / d;
     dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
@@ -78,7 +79,7 @@ static inline void sph_grad(const etn_real *u, etn_real d, const etn_real *px, c
     dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
 }
 
-static void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
+ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
                  etn_real *energy, etn_real *grad) {
     etn_real A[FEAT];
     memset(A, 0, sizeof A);
@@ -86,7 +87,7 @@ static void atom(const etn_real *P, int si, long long p0, long long p1, const in
     for (long long p = p0; p < p1; p++) {
         const etn_real *rv = r + 3 * p;
         const etn_real d = sqrt(rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]);
-        if (d >= RCUT) continue;
+        if (d >= ETN_RCUT) continue;
         const etn_real u[3] = {rv[0] / d, rv[1] / d, rv[2] / d};
         etn_real Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
         radial(d, Q, dQ);
@@ -359,7 +360,7 @@ static void atom(const etn_real *P, int si, long long p0, long long p1, const in
         const etn_real *rv = r + 3 * p;
         etn_real *gp = grad + 3 * p;
         const etn_real d = sqrt(rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]);
-        if (d >= RCUT) { gp[0] = gp[1] = gp[2] = 0; continue; }
+        if (d >= ETN_RCUT) { gp[0] = gp[1] = gp[2] = 0; continue; }
         const etn_real u[3] = {rv[0] / d, rv[1] / d, rv[2] / d};
         etn_real Q[NR], dQ[NR], Y[NSH], dY[NSH][3], GQ[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
         radial(d, Q, dQ);
