@@ -20,8 +20,8 @@ class Calculator(_ASECalculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model, backend: str | None = None, skin: float = 0.5, **kwargs):
-        """``model``: a :class:`Potential` or a model file; ``backend``: ``'c'`` (default), ``'c-float32'``
-        or ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only
+        """``model``: a :class:`Potential` or a model file; ``backend``: ``'c'`` (default), ``'c-float32'``,
+        ``'cuda'``, ``'cuda-float32'``, ``'auto'`` (CUDA when a GPU, cupy and nvcc are present) or ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only
         when an atom moved more than ``skin / 2`` (or the cell or species changed)."""
         super().__init__(**kwargs)
         self.potential = model if isinstance(model, Potential) else Potential.load(model)

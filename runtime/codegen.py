@@ -57,6 +57,27 @@ def stamp(spec, dtype: str) -> str:
 
 
 def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_model.h") -> Source:
+    """The C kernels and their header (the cffi contract)."""
+    ctx = _context(sched, dtype, header_name)
+    env = environment()
+    return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
+                  ctx["dtype"], sched.spec.hash)
+
+
+#: CUDA threads per block (one thread per centre atom; see kernels.cu.j2)
+CUDA_THREADS = 128
+
+
+def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
+    """The CUDA kernels (``kernels``: a .cu file) and their host-launcher header (the cffi contract)."""
+    ctx = _context(sched, dtype, "etn_cuda.h")
+    ctx.update(threads=CUDA_THREADS, n_paths=sum(len(c.paths) for c in sched.cores))
+    env = environment()
+    return Source(env.get_template("cuda_header.h.j2").render(ctx), env.get_template("kernels.cu.j2").render(ctx),
+                  ctx["dtype"], sched.spec.hash)
+
+
+def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
     spec = sched.spec
     dtype = dtype or spec.dtype
     if dtype not in CTYPES:
@@ -85,9 +106,7 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
         bond_offset=lambda k, L: bond_offsets[k][L], feat=feat, dfeat=dfeat,
         sqrt="sqrtf" if dtype == "float32" else "sqrt",
     )
-    env = environment()
-    return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
-                  dtype, spec.hash)
+    return ctx
 
 
 def library_files(sched: Schedule, dtype: str | None = None) -> dict[str, str]:

@@ -213,7 +213,7 @@ class Fitter:
 
     def potential(self) -> Potential:
         pot = Potential(self.spec, self.params, backend=self.settings.backend)
-        if self.settings.threads and self.settings.backend.startswith("c"):
+        if self.settings.threads and self.settings.backend in ("c", "c-float32", "c-float64"):
             pot._get_backend(self.settings.backend).set_num_threads(self.settings.threads)
         return pot
 

@@ -28,12 +28,21 @@ def _backend(sched, name: str):
         from .reference import NumpyBackend
 
         return NumpyBackend(sched)
+    if name == "auto":
+        from . import cuda
+
+        name = "cuda" if cuda.available() else "c"
     if name in ("c", "c-float32", "c-float64"):
         from .cbackend import CBackend
 
         return CBackend(sched, None if name == "c" else name[2:])
+    if name in ("cuda", "cuda-float32", "cuda-float64"):
+        from .cuda import CudaBackend
+
+        return CudaBackend(sched, None if name == "cuda" else name[5:])
     raise ValueError(f"unknown backend {name!r}; available: 'c' (generated C, the default), "
-                     f"'c-float32', 'c-float64', 'numpy' (reference)")
+                     f"'c-float32', 'c-float64', 'cuda', 'cuda-float32', 'cuda-float64', 'auto' "
+                     f"(CUDA when a GPU, cupy and nvcc are present, else C), 'numpy' (reference)")
 
 
 class Potential:

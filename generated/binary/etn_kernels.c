@@ -601,9 +601,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 0;
         const etn_real *ro = rho3 + 0;
         etn_real *ri = rho2 + 0;
-        etn_real X[2], dX[2];
-        memset(X, 0, sizeof X);
+        etn_real dX[2];
         memset(dX, 0, sizeof dX);
+        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
                 const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
@@ -614,9 +615,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 1;
+                const etn_real *x = X + (a * 1 + b) * 1;
                 etn_real *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -638,9 +640,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 7;
         const etn_real *ro = rho3 + 0;
         etn_real *ri = rho2 + 2;
-        etn_real X[3], dX[3];
-        memset(X, 0, sizeof X);
+        etn_real dX[3];
         memset(dX, 0, sizeof dX);
+        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
@@ -651,9 +654,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
                 etn_real *ra = ri + a * 3;
                 dx[0] += -0.5773502691896257 * hi[0] * rb[0];
                 ra[0] += -0.5773502691896257 * x[0] * rb[0];
@@ -679,9 +683,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 25;
         const etn_real *ro = rho3 + 0;
         etn_real *ri = rho2 + 5;
-        etn_real X[5], dX[5];
-        memset(X, 0, sizeof X);
+        etn_real dX[5];
         memset(dX, 0, sizeof dX);
+        etn_real X[5]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
@@ -692,9 +697,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
+                const etn_real *hi = hin + a * 5;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 5;
+                const etn_real *x = X + (a * 1 + b) * 5;
                 etn_real *ra = ri + a * 5;
                 dx[0] += 0.4472135954999579 * hi[0] * rb[0];
                 ra[0] += 0.4472135954999579 * x[0] * rb[0];
@@ -726,9 +732,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 0;
         const etn_real *ro = rho2 + 0;
         etn_real *ri = rho1 + 0;
-        etn_real X[4], dX[4];
-        memset(X, 0, sizeof X);
+        etn_real dX[4];
         memset(dX, 0, sizeof dX);
+        etn_real X[4]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
                 const etn_real *gr = g + (a * 7 + c) * 2, *ac = B + c * 1;
@@ -739,9 +746,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 2 + b) * 1;
+                const etn_real *x = X + (a * 2 + b) * 1;
                 etn_real *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -763,9 +771,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 7;
         const etn_real *ro = rho2 + 2;
         etn_real *ri = rho1 + 0;
-        etn_real X[6], dX[6];
-        memset(X, 0, sizeof X);
+        etn_real dX[6];
         memset(dX, 0, sizeof dX);
+        etn_real X[6]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
@@ -776,9 +785,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
                 etn_real *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -804,9 +814,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 25;
         const etn_real *ro = rho2 + 5;
         etn_real *ri = rho1 + 0;
-        etn_real X[10], dX[10];
-        memset(X, 0, sizeof X);
+        etn_real dX[10];
         memset(dX, 0, sizeof dX);
+        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
@@ -817,9 +828,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 5;
                 etn_real *dx = dX + (a * 1 + b) * 5;
+                const etn_real *x = X + (a * 1 + b) * 5;
                 etn_real *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -849,9 +861,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 0;
         const etn_real *ro = rho2 + 2;
         etn_real *ri = rho1 + 2;
-        etn_real X[2], dX[2];
-        memset(X, 0, sizeof X);
+        etn_real dX[2];
         memset(dX, 0, sizeof dX);
+        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
                 const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
@@ -862,9 +875,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 1 + b) * 1;
+                const etn_real *x = X + (a * 1 + b) * 1;
                 etn_real *ra = ri + a * 3;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -890,9 +904,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 7;
         const etn_real *ro = rho2 + 0;
         etn_real *ri = rho1 + 2;
-        etn_real X[12], dX[12];
-        memset(X, 0, sizeof X);
+        etn_real dX[12];
         memset(dX, 0, sizeof dX);
+        etn_real X[12]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 3;
@@ -903,9 +918,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 3, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 2 + b) * 3;
+                const etn_real *x = X + (a * 2 + b) * 3;
                 etn_real *ra = ri + a * 3;
                 dx[0] += -0.5773502691896257 * hi[0] * rb[0];
                 ra[0] += -0.5773502691896257 * x[0] * rb[0];
@@ -931,9 +947,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 7;
         const etn_real *ro = rho2 + 5;
         etn_real *ri = rho1 + 2;
-        etn_real X[6], dX[6];
-        memset(X, 0, sizeof X);
+        etn_real dX[6];
         memset(dX, 0, sizeof dX);
+        etn_real X[6]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
@@ -944,9 +961,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 5;
                 etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
                 etn_real *ra = ri + a * 3;
                 dx[0] += -0.408248290463863 * hi[0] * rb[2];
                 ra[0] += -0.408248290463863 * x[0] * rb[2];
@@ -988,9 +1006,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 25;
         const etn_real *ro = rho2 + 2;
         etn_real *ri = rho1 + 2;
-        etn_real X[10], dX[10];
-        memset(X, 0, sizeof X);
+        etn_real dX[10];
         memset(dX, 0, sizeof dX);
+        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
@@ -1001,9 +1020,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 1 + b) * 5;
+                const etn_real *x = X + (a * 1 + b) * 5;
                 etn_real *ra = ri + a * 3;
                 dx[0] += -0.5477225575051661 * hi[0] * rb[2];
                 ra[0] += -0.5477225575051661 * x[0] * rb[2];
@@ -1045,9 +1065,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 0;
         const etn_real *ro = rho2 + 5;
         etn_real *ri = rho1 + 8;
-        etn_real X[1], dX[1];
-        memset(X, 0, sizeof X);
+        etn_real dX[1];
         memset(dX, 0, sizeof dX);
+        etn_real X[1]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 7; c++) {
                 const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
@@ -1058,9 +1079,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 5;
+                const etn_real *hi = hin + a * 5;
                 const etn_real *rb = ro + b * 5;
                 etn_real *dx = dX + (a * 1 + b) * 1;
+                const etn_real *x = X + (a * 1 + b) * 1;
                 etn_real *ra = ri + a * 5;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -1090,9 +1112,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 7;
         const etn_real *ro = rho2 + 2;
         etn_real *ri = rho1 + 8;
-        etn_real X[3], dX[3];
-        memset(X, 0, sizeof X);
+        etn_real dX[3];
         memset(dX, 0, sizeof dX);
+        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
@@ -1103,9 +1126,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 5;
+                const etn_real *hi = hin + a * 5;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
                 etn_real *ra = ri + a * 5;
                 dx[0] += -0.5477225575051661 * hi[0] * rb[2];
                 ra[0] += -0.5477225575051661 * x[0] * rb[2];
@@ -1147,9 +1171,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 25;
         const etn_real *ro = rho2 + 0;
         etn_real *ri = rho1 + 8;
-        etn_real X[10], dX[10];
-        memset(X, 0, sizeof X);
+        etn_real dX[10];
         memset(dX, 0, sizeof dX);
+        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 5;
@@ -1160,9 +1185,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 5, *hi = hin + a * 5;
+                const etn_real *hi = hin + a * 5;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 2 + b) * 5;
+                const etn_real *x = X + (a * 2 + b) * 5;
                 etn_real *ra = ri + a * 5;
                 dx[0] += 0.4472135954999579 * hi[0] * rb[0];
                 ra[0] += 0.4472135954999579 * x[0] * rb[0];
@@ -1192,9 +1218,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 25;
         const etn_real *ro = rho2 + 5;
         etn_real *ri = rho1 + 8;
-        etn_real X[5], dX[5];
-        memset(X, 0, sizeof X);
+        etn_real dX[5];
         memset(dX, 0, sizeof dX);
+        etn_real X[5]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
@@ -1205,9 +1232,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
+                const etn_real *hi = hin + a * 5;
                 const etn_real *rb = ro + b * 5;
                 etn_real *dx = dX + (a * 1 + b) * 5;
+                const etn_real *x = X + (a * 1 + b) * 5;
                 etn_real *ra = ri + a * 5;
                 dx[0] += 0.5345224838248488 * hi[0] * rb[2];
                 ra[0] += 0.5345224838248488 * x[0] * rb[2];
@@ -1273,23 +1301,13 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
     { /* core 1 path (0, 0, 0) */
         const etn_real *g = P + 2 + si * 14;
         const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 0;
         etn_real *dB = dA + 0;
         const etn_real *ro = rho1 + 0;
-        etn_real X[2], dX[2];
-        memset(X, 0, sizeof X);
+        etn_real dX[2];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2, *ac = B + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 2 + b) * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
@@ -1307,23 +1325,13 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
     { /* core 1 path (0, 1, 1) */
         const etn_real *g = P + 30 + si * 12;
         const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 7;
         etn_real *dB = dA + 7;
         const etn_real *ro = rho1 + 2;
-        etn_real X[6], dX[6];
-        memset(X, 0, sizeof X);
+        etn_real dX[6];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 3;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 3, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 2 + b) * 3;
                 dx[0] += 1.0 * hi[0] * rb[0];
@@ -1343,23 +1351,13 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
     { /* core 1 path (0, 2, 2) */
         const etn_real *g = P + 54 + si * 6;
         const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 25;
         etn_real *dB = dA + 25;
         const etn_real *ro = rho1 + 8;
-        etn_real X[5], dX[5];
-        memset(X, 0, sizeof X);
+        etn_real dX[5];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 5;
                 etn_real *dx = dX + (a * 1 + b) * 5;
                 dx[0] += 1.0 * hi[0] * rb[0];

@@ -213,9 +213,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 0;
         const etn_real *ro = rho2 + 0;
         etn_real *ri = rho1 + 0;
-        etn_real X[2], dX[2];
-        memset(X, 0, sizeof X);
+        etn_real dX[2];
         memset(dX, 0, sizeof dX);
+        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 3; c++) {
                 const etn_real *gr = g + (a * 3 + c) * 1, *ac = B + c * 1;
@@ -226,9 +227,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 1;
+                const etn_real *x = X + (a * 1 + b) * 1;
                 etn_real *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
@@ -250,9 +252,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         etn_real *dB = dA + 3;
         const etn_real *ro = rho2 + 0;
         etn_real *ri = rho1 + 2;
-        etn_real X[3], dX[3];
-        memset(X, 0, sizeof X);
+        etn_real dX[3];
         memset(dX, 0, sizeof dX);
+        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 2; c++) {
                 const etn_real *gr = g + (a * 2 + c) * 1, *ac = B + c * 3;
@@ -263,9 +266,10 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                const etn_real *hi = hin + a * 3;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
                 etn_real *ra = ri + a * 3;
                 dx[0] += -0.5773502691896257 * hi[0] * rb[0];
                 ra[0] += -0.5773502691896257 * x[0] * rb[0];
@@ -287,23 +291,13 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
     { /* core 1 path (0, 0, 0) */
         const etn_real *g = P + 1 + si * 6;
         const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 0;
         etn_real *dB = dA + 0;
         const etn_real *ro = rho1 + 0;
-        etn_real X[2], dX[2];
-        memset(X, 0, sizeof X);
+        etn_real dX[2];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 3; c++) {
-                const etn_real *gr = g + (a * 3 + c) * 2, *ac = B + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 2 + b) * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
@@ -321,23 +315,13 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
     { /* core 1 path (0, 1, 1) */
         const etn_real *g = P + 7 + si * 2;
         const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 3;
         etn_real *dB = dA + 3;
         const etn_real *ro = rho1 + 2;
-        etn_real X[3], dX[3];
-        memset(X, 0, sizeof X);
+        etn_real dX[3];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 2; c++) {
-                const etn_real *gr = g + (a * 2 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 1;
+                const etn_real *hi = hin + a * 1;
                 const etn_real *rb = ro + b * 3;
                 etn_real *dx = dX + (a * 1 + b) * 3;
                 dx[0] += 1.0 * hi[0] * rb[0];

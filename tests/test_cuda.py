@@ -1,0 +1,97 @@
+"""CUDA backend. The sources of every catalogue spec must compile with nvcc, warning-free, for
+sm_90 and sm_80 (CI has nvcc but no GPU). Numerical tests against the C backend run only where a
+GPU, cupy and nvcc are present, and are skipped with that reason elsewhere."""
+
+import builtins
+import shutil
+
+import numpy as np
+import pytest
+
+import etn
+from etn.codegen import render_cuda
+from etn.cuda import CudaError, available, compile_source
+
+from .conftest import random_cluster, random_crystal
+
+HAVE_NVCC = shutil.which("nvcc") is not None
+needs_gpu = pytest.mark.skipif(not available(), reason="needs an NVIDIA GPU with cupy and nvcc (none here)")
+
+
+@pytest.mark.skipif(not HAVE_NVCC, reason="nvcc is not installed")
+@pytest.mark.parametrize("name", etn.catalogue.names())
+def test_cuda_sources_compile_without_warnings(name, tmp_path):
+    sched = etn.schedule(etn.catalogue.load(name))
+    dtypes = ["float64", "float32"] if name in ("tiny", "binary") else ["float64"]
+    for dtype in dtypes:
+        r = compile_source(render_cuda(sched, dtype), tmp_path / dtype / "lib.so", ["90", "80"],
+                           extra=["-Werror", "all-warnings"])
+        assert r.returncode == 0, f"nvcc failed on {name} ({dtype}):\n{r.stderr}"
+        assert r.stderr.strip() == "", f"nvcc printed diagnostics for {name} ({dtype}):\n{r.stderr}"
+        assert (tmp_path / dtype / "lib.so").stat().st_size > 0
+
+
+def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
+    from etn.codegen import render
+
+    sched = etn.schedule(etn.catalogue.load("binary"))
+    cu, c = render_cuda(sched).kernels, render(sched).kernels
+    assert cu.splitlines()[0] == c.splitlines()[0] and "do not edit" in cu.splitlines()[0]
+    start = c.index("/* Q_n(r) = T_n(xi)")
+    body = c[start:c.index("int etn_compute(")]
+    assert body.strip() in cu  # the per-atom code is the same text in both renderings
+    assert "__global__" in cu and 'extern "C"' in cu
+
+
+def test_missing_cupy_is_a_clear_error(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kw):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    pot = etn.Potential.random(etn.catalogue.load("tiny"), seed=0, backend="cuda")
+    with pytest.raises(CudaError, match="pip install cupy-cuda13x"):
+        pot.evaluate(random_cluster(["Cu"], n=4))
+    assert not available()
+    auto = etn.Potential(pot.spec, pot.params, backend="auto")  # falls back to C
+    ref = etn.Potential(pot.spec, pot.params, backend="c")
+    atoms = random_cluster(["Cu"], n=6)
+    np.testing.assert_array_equal(auto.evaluate(atoms)["forces"], ref.evaluate(atoms)["forces"])
+
+
+def test_missing_nvcc_is_a_clear_error(monkeypatch):
+    from etn.cuda import nvcc
+
+    monkeypatch.setenv("NVCC", "/nonexistent/nvcc")
+    with pytest.raises(CudaError, match="NVCC=/nonexistent/nvcc was not found"):
+        nvcc()
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", ["tiny", "binary", "compressed", "small"])
+def test_cuda_matches_c(name):
+    from .test_c_kernels import FLOAT32_RTOL, configurations
+
+    pot = etn.Potential.random(etn.catalogue.load(name), seed=5, scale=0.5)
+    for atoms in configurations(pot.spec.species):  # crystal, triclinic, cluster with an isolated atom
+        c = pot.evaluate(atoms, backend="c")
+        g = pot.evaluate(atoms, backend="cuda")
+        assert g["energy"] == pytest.approx(c["energy"], rel=1e-12)
+        np.testing.assert_allclose(g["energies"], c["energies"], rtol=0, atol=1e-12 * np.abs(c["energies"]).max())
+        np.testing.assert_allclose(g["forces"], c["forces"], rtol=0, atol=1e-12 * np.abs(c["forces"]).max())
+        g32 = pot.evaluate(atoms, backend="cuda-float32")  # the C kernels' documented float32 tolerance
+        np.testing.assert_allclose(g32["forces"], c["forces"], rtol=0, atol=FLOAT32_RTOL * np.abs(c["forces"]).max())
+        assert np.abs(g32["forces"] - c["forces"]).max() > 0  # really single precision
+
+
+@needs_gpu
+def test_cuda_many_neighbours():
+    """A compressed fcc cell at a = 2.6 Å with a 4.5 Å cutoff: ~80 neighbours per atom."""
+    pot = etn.Potential.random(etn.catalogue.load("binary"), seed=6, scale=0.3)
+    atoms = random_crystal(list(pot.spec.species), seed=4, reps=(3, 3, 3), a=2.6, rattle=0.05)
+    c = pot.evaluate(atoms, backend="c")
+    g = pot.evaluate(atoms, backend="cuda")
+    np.testing.assert_allclose(g["forces"], c["forces"], rtol=0, atol=1e-12 * np.abs(c["forces"]).max())
