@@ -30,29 +30,44 @@ class CBackend:
 
     def compute(self, params, pairs, gradients: bool = True):
         N = pairs.n_atoms
-        i = pairs.i
-        order = None
-        if i.size and np.any(i[1:] < i[:-1]):
-            order = np.argsort(i, kind="stable")
-            i = i[order]
-        first = np.searchsorted(i, np.arange(N + 1)).astype(np.int64)
-        tj = pairs.species[pairs.j if order is None else pairs.j[order]].astype(np.int32)
-        r = np.ascontiguousarray(pairs.r if order is None else pairs.r[order], dtype=self.np_dtype)
+        csr = PairsCSR(pairs, self.np_dtype)
         p = np.ascontiguousarray(params, dtype=self.np_dtype)
-        species = np.ascontiguousarray(pairs.species, dtype=np.int32)
         energies = np.zeros(N, dtype=self.np_dtype)
-        grad = np.zeros((max(len(r), 1), 3), dtype=self.np_dtype)  # never an empty buffer for cffi
-        tj = tj if tj.size else np.zeros(1, np.int32)
-        r_buf = r if r.size else np.zeros((1, 3), self.np_dtype)
+        grad = np.zeros((len(csr.r), 3), dtype=self.np_dtype)
         rc = self.lib.etn_compute(
-            self._ptr("etn_real *", p), N, self._ptr("int *", species), self._ptr("long long *", first),
-            self._ptr("int *", tj), self._ptr("etn_real *", r_buf), self._ptr("etn_real *", energies),
+            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
+            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
             self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
-        grad = grad[:len(r)]
         if rc != 0:
             raise ValueError("a species index is out of range for this model")
-        if gradients and order is not None:
-            back = np.empty_like(grad)
-            back[order] = grad
-            grad = back
-        return energies.astype(np.float64), (grad.astype(np.float64) if gradients else None)
+        return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
+
+
+class PairsCSR:
+    """Pairs grouped by centre atom, as the kernels take them: ``first`` (N+1), neighbour species
+    ``tj`` and ``r`` in that order, never empty (one dummy row when there are no pairs, since cffi
+    wants a buffer); ``unsort`` puts per-pair results back into the caller's pair order."""
+
+    def __init__(self, pairs, np_dtype):
+        N = pairs.n_atoms
+        i = pairs.i
+        self.n_pairs = len(i)
+        self.order = None
+        if i.size and np.any(i[1:] < i[:-1]):
+            self.order = np.argsort(i, kind="stable")
+            i = i[self.order]
+        j = pairs.j if self.order is None else pairs.j[self.order]
+        self.first = np.searchsorted(i, np.arange(N + 1)).astype(np.int64)
+        self.species = np.ascontiguousarray(pairs.species, dtype=np.int32)
+        tj = self.species[j] if j.size else np.zeros(1, np.int32)
+        self.tj = np.ascontiguousarray(tj, dtype=np.int32)
+        r = pairs.r if self.order is None else pairs.r[self.order]
+        self.r = np.ascontiguousarray(r if len(r) else np.zeros((1, 3)), dtype=np_dtype)
+
+    def unsort(self, grad) -> np.ndarray:
+        g = np.asarray(grad, dtype=np.float64)[:self.n_pairs]
+        if self.order is None:
+            return g
+        back = np.empty_like(g)
+        back[self.order] = g
+        return back

@@ -147,25 +147,20 @@ class CudaBackend:
         return self.ffi.cast(ctype, arr.data.ptr)
 
     def compute(self, params, pairs, gradients: bool = True):
+        from .cbackend import PairsCSR
+
         cp = self.cp
         N = pairs.n_atoms
-        i = pairs.i
-        order = None
-        if i.size and np.any(i[1:] < i[:-1]):
-            order = np.argsort(i, kind="stable")
-            i = i[order]
-        first = np.searchsorted(i, np.arange(N + 1)).astype(np.int64)
-        tj = pairs.species[pairs.j if order is None else pairs.j[order]].astype(np.int32)
-        species = np.asarray(pairs.species, dtype=np.int32)
-        if (species.size and (species.min() < 0 or species.max() >= self.sched.spec.n_species)) or \
-                (tj.size and (tj.min() < 0 or tj.max() >= self.sched.spec.n_species)):
+        csr = PairsCSR(pairs, self.np_dtype)
+        n_species = self.sched.spec.n_species
+        if (N and (csr.species.min() < 0 or csr.species.max() >= n_species)) or \
+                (csr.n_pairs and (csr.tj.min() < 0 or csr.tj.max() >= n_species)):
             raise ValueError("a species index is out of range for this model")
-        r = np.ascontiguousarray(pairs.r if order is None else pairs.r[order], dtype=self.np_dtype)
-        d = {k: cp.asarray(v) for k, v in dict(
-            params=np.ascontiguousarray(params, dtype=self.np_dtype), species=species, first=first,
-            tj=tj if tj.size else np.zeros(1, np.int32), r=r if r.size else np.zeros((1, 3), self.np_dtype)).items()}
+        d = {k: cp.asarray(v) for k, v in dict(params=np.ascontiguousarray(params, dtype=self.np_dtype),
+                                               species=csr.species if N else np.zeros(1, np.int32),
+                                               first=csr.first, tj=csr.tj, r=csr.r).items()}
         energies = cp.zeros(max(N, 1), dtype=self.np_dtype)
-        grad = cp.zeros((max(len(r), 1), 3), dtype=self.np_dtype)
+        grad = cp.zeros((len(csr.r), 3), dtype=self.np_dtype)
         rc = self.lib.etn_cuda_compute(
             self._ptr("etn_real *", d["params"]), N, self._ptr("int *", d["species"]),
             self._ptr("long long *", d["first"]), self._ptr("int *", d["tj"]), self._ptr("etn_real *", d["r"]),
@@ -173,11 +168,4 @@ class CudaBackend:
         if rc != 0:
             raise CudaError(f"the CUDA kernel failed: {self.ffi.string(self.lib.etn_cuda_error_string(rc)).decode()}")
         e = cp.asnumpy(energies)[:N].astype(np.float64)
-        if not gradients:
-            return e, None
-        g = cp.asnumpy(grad)[:len(r)].astype(np.float64)
-        if order is not None:
-            back = np.empty_like(g)
-            back[order] = g
-            g = back
-        return e, g
+        return e, (csr.unsort(cp.asnumpy(grad)) if gradients else None)
