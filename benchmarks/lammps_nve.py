@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--model", help="model file (default: fit 'small' to the bundled data)")
     ap.add_argument("--ps", type=float, default=20.0, help="NVE length in ps (default 20)")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks (default 2)")
+    ap.add_argument("--elements", default=None, help="comma-separated elements of the cell, equal fractions "
+                    "(default: all of the model's species)")
+    ap.add_argument("--a", type=float, default=3.23, help="bcc lattice constant in Å (default 3.23)")
     ap.add_argument("--snap-steps", type=int, default=1000, help="steps of the SNAP timing run (default 1000)")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     args = ap.parse_args()
@@ -78,13 +81,18 @@ def main() -> None:
     print(f"model: spec {pot.spec.hash[:12]} ({' '.join(species)}), {pot.schedule.n_params} parameters, "
           f"r_cut {pot.spec.r_cut} Å")
 
+    cell_elements = args.elements.split(",") if args.elements else species
+    unknown = set(cell_elements) - set(species)
+    if unknown:
+        raise SystemExit(f"elements {sorted(unknown)} are not in the model ({' '.join(species)})")
+    species = cell_elements
     n = len(species)
     fractions = "\n".join(f"set type 1 type/fraction {t} {1.0 / (n - t + 2):.8f} {1000 + t}" for t in range(2, n + 1))
     masses = "\n".join(f"mass {t + 1} {etn_mass(s)}" for t, s in enumerate(species))
     (work / "in.nve").write_text(f"""
 units metal
 atom_style atomic
-lattice bcc 3.23
+lattice bcc {args.a}
 region box block 0 10 0 10 0 10
 create_box {n} box
 create_atoms 1 box
@@ -108,7 +116,7 @@ run {steps}
     t_ps = step / 1000.0
     e = (etot - etot[0]) / natoms
     slope = np.polyfit(t_ps, e, 1)[0]
-    print(f"\netn: {natoms} atoms, {nsteps} steps of 1 fs ({nsteps / 1000:g} ps), velocities at 600 K "
+    print(f"\netn: {natoms} atoms ({'-'.join(species)} bcc, a = {args.a} Å), {nsteps} steps of 1 fs ({nsteps / 1000:g} ps), velocities at 600 K "
           f"(equipartition: ~300 K), mean T {temp[len(temp) // 2:].mean():.0f} K over the second half")
     print(f"  total-energy drift {slope:+.2e} eV/atom/ps (straight-line fit), largest excursion "
           f"{np.abs(e).max():.2e} eV/atom, PE fluctuation {pe.std() / natoms:.2e} eV/atom")
