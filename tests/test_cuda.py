@@ -7,18 +7,25 @@ front-end error and warning and every PTX assembly error still shows, but `deep`
 3 minutes on 2 cores instead of well over 10 (its fully unrolled CG code is the cost)."""
 
 import builtins
-import shutil
 
 import numpy as np
 import pytest
 
 import etn
 from etn.codegen import render_cuda
-from etn.cuda import CudaError, available, compile_source
+from etn.cuda import CudaError, available, compile_source, nvcc
 
 from .conftest import random_cluster, random_crystal
 
-HAVE_NVCC = shutil.which("nvcc") is not None
+def _have_nvcc() -> bool:
+    try:
+        nvcc()
+        return True
+    except CudaError:
+        return False
+
+
+HAVE_NVCC = _have_nvcc()
 needs_gpu = pytest.mark.skipif(not available(), reason="needs an NVIDIA GPU with cupy and nvcc (none here)")
 
 
@@ -67,8 +74,6 @@ def test_missing_cupy_is_a_clear_error(monkeypatch):
 
 
 def test_missing_nvcc_is_a_clear_error(monkeypatch):
-    from etn.cuda import nvcc
-
     monkeypatch.setenv("NVCC", "/nonexistent/nvcc")
     with pytest.raises(CudaError, match="NVCC=/nonexistent/nvcc was not found"):
         nvcc()

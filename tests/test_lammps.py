@@ -117,6 +117,16 @@ def refractory(tmp_path_factory):
     return pot, d / "plugin", d / "plugin" / "model.etn"
 
 
+@pytest.fixture(scope="module")
+def stable(tmp_path_factory):
+    """The plugin folder of a 'tiny' model with a repulsive pair part, fit for MD (random models
+    collapse: their atoms run into each other within a few hundred steps)."""
+    from .test_c_kernels import stable_model
+
+    d = tmp_path_factory.mktemp("stable")
+    return export(stable_model(), d / "plugin")
+
+
 def bcc_nbmotaw(reps, seed, a=3.25, rattle=0.08):
     rng = np.random.default_rng(seed)
     atoms = bulk("W", "bcc", a=a, cubic=True).repeat(reps)
@@ -134,11 +144,10 @@ def test_export_writes_a_stamped_plugin_folder(binary):
     assert "do not edit" in (plugin / "pair_etn.cpp").read_text().splitlines()[0]
 
 
-def test_example_input_runs(binary):
-    """The folder's own in.etn (what a user runs first): 864 atoms, 200 NVE steps."""
-    _, plugin, _ = binary
-    run("in.etn", cwd=plugin, log="log.example")
-    log = (plugin / "log.example").read_text()
+def test_example_input_runs(stable):
+    """The folder's own in.etn (what a user runs first): 864 Cu atoms, 200 NVE steps at 600 K."""
+    run("in.etn", cwd=stable, log="log.example")
+    log = (stable / "log.example").read_text()
     assert "Loop time of" in log and "200 steps with 864 atoms" in log
 
 
@@ -189,22 +198,18 @@ def test_two_mpi_ranks_agree_with_one(refractory, tmp_path):
     check_against_ase(pot, atoms, two)
 
 
-def test_nve_conserves_energy(tmp_path):
+def test_nve_conserves_energy(stable, tmp_path):
     """A 'tiny' model with a repulsive pair part (as in the C-kernel MD test), 128 Cu atoms at
     600 K, 1 fs steps, 1000 steps on 2 ranks: total energy stays within 2e-4 eV/atom."""
-    from .test_c_kernels import stable_model
-
-    pot = stable_model()
-    export(pot, tmp_path / "plugin")
     atoms = random_crystal(["Cu"], seed=7, reps=(2, 2, 2), rattle=0.05).repeat((2, 2, 2))
     write_data(atoms, tmp_path / "data.lmp", ["Cu"])
-    (tmp_path / "in.nve").write_text("""
+    (tmp_path / "in.nve").write_text(f"""
 units metal
 atom_style atomic
 read_data data.lmp
-plugin load plugin/etnplugin.so
+plugin load {stable}/etnplugin.so
 pair_style etn
-pair_coeff * * plugin/model.etn Cu
+pair_coeff * * {stable}/model.etn Cu
 velocity all create 600.0 12345 mom yes rot yes dist gaussian
 fix nve all nve
 timestep 0.001
@@ -225,8 +230,8 @@ BAD = {
     "truncated model file": ("pair_coeff * * truncated.etn Cu Ni", "is truncated"),
     "not a model file": ("pair_coeff * * data.lmp Cu Ni", "is not an etn model file"),
     "newer model-file format": ("pair_coeff * * newer.etn Cu Ni", "model-file format 2 is newer than this plugin reads"),
-    "overlapping atoms": ("pair_coeff * * model.etn Cu Ni\nset atom 2 x 0.0 y 0.0 z 0.0\nset atom 1 x 0.0 y 0.0 z 0.0",
-                          "atoms 1 and 2 overlap"),
+    "overlapping atoms": ("pair_coeff * * model.etn Cu Ni\nset atom 2 x 0.05 y 0.0 z 0.0\nset atom 1 x 0.0 y 0.0 z 0.0",
+                          "overlap (distance 0.05 A < 0.1 A)"),
     "model of another spec": ("pair_coeff * * other.etn Cu Ni", "etn export lammps other.etn"),
     "type without an element": ("pair_coeff * * model.etn Cu", "one element per atom type: 1 given for 2"),
     "element not in the model": ("pair_coeff * * model.etn Cu Fe", "element 'Fe' of atom type 2 is not in the model"),
