@@ -77,6 +77,28 @@ def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
                   ctx["dtype"], sched.spec.hash)
 
 
+def render_design(sched: Schedule) -> Source:
+    """The design-matrix row kernels of every parameter group (float64) and their header."""
+    from .design import groups
+
+    ctx = _context(sched, "float64", "etn_model.h")  # the name build() gives every header
+    xoffs = {c.k: np.concatenate([[0], np.cumsum([p.r_in * p.r_out * (2 * p.l + 1) for p in c.paths])]) for c in sched.cores}
+    goffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(p.param).size for p in c.paths])]) for c in sched.cores}
+    uoffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(b).size for b in c.compress])]) for c in sched.cores if c.K}
+    gs = []
+    for name, g in groups(sched).items():
+        if name == "e0":
+            continue
+        k = int(name[4:].split(".")[0])
+        gs.append(dict(id=len(gs), name=name, core=sched.cores[k - 1], U=name.endswith(".U"), size=g.size))
+    ctx.update(groups=gs, xsize=lambda c: int(xoffs[c.k][-1]), xoff=lambda c, i: int(xoffs[c.k][i]),
+               goff=lambda c, i: int(goffs[c.k][i]), uoff=lambda c, l: int(uoffs[c.k][l]),
+               dname=lambda core: f"dB{core.k}" if core.K else "dA")
+    env = environment()
+    return Source(env.get_template("design.h.j2").render(ctx), env.get_template("design.c.j2").render(ctx),
+                  "float64", sched.spec.hash)
+
+
 def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
     spec = sched.spec
     dtype = dtype or spec.dtype
@@ -91,11 +113,14 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
 
     bond_offsets = [{t["L"]: t["offset"] for t in b["terms"]} for b in sched.bonds]
 
-    def feat(core, l):
-        return f"B{core.k} + {core.K * l * l}" if core.K else f"A + {sched.features['offsets'][l]}"
+    def foff(core, l):
+        """Offset of irrep l in core k's feature array (B_k = U_k^T A if compressed, else A)."""
+        return core.K * l * l if core.K else sched.features["offsets"][l]
 
-    def dfeat(core, l):
-        return f"dB{core.k} + {core.K * l * l}" if core.K else f"dA + {sched.features['offsets'][l]}"
+    def gptr(core, p):
+        """Pointer to a path's core block in the parameters (species-specific: the centre's slice)."""
+        b = sched.block(p.param)
+        return f"P + {b.offset}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if core.species_specific else "")
 
     features = dict(sched.features, constant_index=sched.features["offsets"][0] + spec.n_channels)
     ctx = dict(
@@ -103,7 +128,8 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         n_sh=sched.features["n_sh"], features=features, bonds=sched.bonds, cores=sched.cores,
         sh=[dict(row, index=k) for k, row in enumerate(sched.sh)], header_name=header_name,
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
-        bond_offset=lambda k, L: bond_offsets[k][L], feat=feat, dfeat=dfeat,
+        bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
+        fname=lambda core: f"B{core.k}" if core.K else "A",
         sqrt="sqrtf" if dtype == "float32" else "sqrt",
     )
     return ctx

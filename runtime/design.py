@@ -231,6 +231,13 @@ class DesignReference:
         W = 0.5 * (W + W.transpose(1, 0, 2))
         return E, F, W
 
+    def batch(self, params, pairs_list, group, gradients: bool = True):
+        """Rows of many configurations: energy rows (C, n) summed over atoms, force rows (ΣN, 3, n)
+        and W rows (C, 3, 3, n); the contract of the generated kernels (:class:`etn.cdesign.CDesign`)."""
+        out = [self.rows(params, p, group, forces=gradients) for p in pairs_list]
+        return (np.stack([o[0].sum(axis=0) for o in out]), np.concatenate([o[1] for o in out]),
+                np.stack([o[2] for o in out]))
+
     def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):
         """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction."""
         cgs = self.nb._cg
