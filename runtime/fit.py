@@ -28,6 +28,10 @@ from .neighbors import pairs as build_pairs
 from .potential import Potential, cached_schedule
 
 
+#: Memory for one batch of design rows (bytes): the fit's peak memory is the normal matrix plus this.
+BATCH_BYTES = 64 * 2 ** 20
+
+
 class FitError(RuntimeError):
     """A fit that cannot proceed; the message says what to change."""
 
@@ -228,50 +232,82 @@ class Fitter:
 
         ``e0`` joins every solve: the model is linear in both at once, and solving them together
         avoids a slow alternation between the reference energies and the model's constant part.
+        Rows come in batches of configurations (at most :data:`BATCH_BYTES` of rows at a time), so
+        memory stays at the normal matrix plus one batch whatever the size of the training set.
         """
-        s = self.settings
         sched = cached_schedule(self.spec)
-        D = _design(sched)
-        gs = [D.groups[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
-        params = self.params
-        S = self.spec.n_species
-        e0 = self.blocks["e0"]
-        n = S + sum(g.size for g in gs)
+        gs = [self._groups()[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
+        n = self.spec.n_species + sum(g.size for g in gs)
         XtX, Xty, yty = np.zeros((n, n)), np.zeros(n), 0.0
-        wE, wF, wS = (math.sqrt(x) for x in (s.energy_weight, s.force_weight, s.stress_weight))
+        rows = _design(sched, self.settings.backend, self.settings.threads)
+        params = self.params
+        batch, size = [], 0
         for f in frames:
-            pr = self._pairs(f)
-            N = f.n_atoms
-            want_F = wF > 0 and f.forces is not None
-            want_S = wS > 0 and f.stress is not None and f.atoms.cell.rank == 3
-            parts = [D.rows(params, pr, g, forces=want_F or want_S) for g in gs]
-            E = np.concatenate([p[0] for p in parts], axis=1)
-            F = np.concatenate([p[1] for p in parts], axis=2)
-            W = np.concatenate([p[2] for p in parts], axis=2)
-            th = params[gs[0].cols]  # the model's own values: rows of any one group times its parameters
-            rows, ys = [], []
-            if f.energy is not None and wE > 0:
-                counts = np.bincount(pr.species, minlength=S).astype(float)
-                rows.append(wE * np.concatenate([counts, E.sum(axis=0)])[None] / N)
-                y = f.energy - (counts @ e0 + E[:, :gs[0].size].sum(axis=0) @ th if residual else 0.0)
-                ys.append(np.array([wE * y / N]))
-            if want_F:
-                rows.append(wF * np.concatenate([np.zeros((3 * N, S)), F.reshape(3 * N, -1)], axis=1))
-                y = f.forces.reshape(-1) - (F[:, :, :gs[0].size].reshape(3 * N, -1) @ th if residual else 0.0)
-                ys.append(wF * y)
-            if want_S:
-                V = f.atoms.get_volume()
-                Wv = np.stack([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]])
-                rows.append(wS * np.concatenate([np.zeros((6, S)), Wv], axis=1) / N)
-                y = f.stress * V - (Wv[:, :gs[0].size] @ th if residual else 0.0)
-                ys.append(wS * y / N)
-            if not rows:
-                continue
-            X, y = np.concatenate(rows), np.concatenate(ys)
-            XtX += X.T @ X
-            Xty += X.T @ y
-            yty += float(y @ y)
+            batch.append(f)
+            size += (3 * f.n_atoms + 7) * n * 8
+            if size >= BATCH_BYTES:
+                yty += self._accumulate(rows, params, gs, batch, residual, XtX, Xty)
+                batch, size = [], 0
+        if batch:
+            yty += self._accumulate(rows, params, gs, batch, residual, XtX, Xty)
         return XtX, Xty, yty
+
+    def _accumulate(self, rows, params, gs, frames, residual, XtX, Xty) -> float:
+        """Add the weighted rows of ``frames`` to the normal equations; returns their yᵀy."""
+        s = self.settings
+        S = self.spec.n_species
+        wE, wF, wS = (math.sqrt(x) for x in (s.energy_weight, s.force_weight, s.stress_weight))
+        prs = [self._pairs(f) for f in frames]
+        want_F = np.array([wF > 0 and f.forces is not None for f in frames])
+        want_S = np.array([wS > 0 and f.stress is not None and f.atoms.cell.rank == 3 for f in frames])
+        parts = [rows.batch(params, prs, g, gradients=bool(want_F.any() or want_S.any())) for g in gs]
+        E = np.concatenate([p[0] for p in parts], axis=-1)
+        F = np.concatenate([p[1] for p in parts], axis=-1)
+        W = np.concatenate([p[2] for p in parts], axis=-1)
+        th = params[gs[0].cols]  # the model's own values: rows of any one group times its parameters
+        m = gs[0].size
+        N = np.array([f.n_atoms for f in frames], dtype=float)
+        counts = np.stack([np.bincount(p.species, minlength=S) for p in prs]).astype(float)
+        e0 = self.blocks["e0"]
+        Xs, ys = [], []
+        has_E = np.array([wE > 0 and f.energy is not None for f in frames])
+        if has_E.any():
+            k = np.flatnonzero(has_E)
+            Xs.append(wE * np.concatenate([counts[k], E[k]], axis=1) / N[k, None])
+            y = np.array([frames[c].energy for c in k])
+            if residual:
+                y = y - (counts[k] @ e0 + E[k, :m] @ th)
+            ys.append(wE * y / N[k])
+        if want_F.any():
+            atom_of = np.repeat(np.arange(len(frames)), N.astype(int))
+            sel = want_F[atom_of]
+            Fk = F[sel].reshape(-1, F.shape[-1])
+            Xs.append(wF * np.concatenate([np.zeros((len(Fk), S)), Fk], axis=1))
+            y = np.concatenate([frames[c].forces.reshape(-1) for c in np.flatnonzero(want_F)])
+            if residual:
+                y = y - Fk[:, :m] @ th
+            ys.append(wF * y)
+        if want_S.any():
+            k = np.flatnonzero(want_S)
+            Wv = np.stack([W[k, 0, 0], W[k, 1, 1], W[k, 2, 2], W[k, 1, 2], W[k, 0, 2], W[k, 0, 1]], axis=1)  # (C, 6, n)
+            V = np.array([frames[c].atoms.get_volume() for c in k])
+            Xs.append(wS * np.concatenate([np.zeros((len(k), 6, S)), Wv], axis=2).reshape(6 * len(k), -1)
+                      / np.repeat(N[k], 6)[:, None])
+            y = np.stack([frames[c].stress for c in k]) * V[:, None]
+            if residual:
+                y = y - Wv[:, :, :m] @ th
+            ys.append((wS * y / N[k, None]).reshape(-1))
+        if not Xs:
+            return 0.0
+        X, y = np.concatenate(Xs), np.concatenate(ys)
+        XtX += X.T @ X
+        Xty += X.T @ y
+        return float(y @ y)
+
+    def _groups(self):
+        from .design import groups
+
+        return groups(cached_schedule(self.spec))
 
     def solve(self, group_name: str) -> float:
         """Solve ``e0`` and one group in place; returns the training loss after the solve (per configuration)."""
@@ -282,8 +318,7 @@ class Fitter:
                            f"(now {self.settings.regularization:g})")
         if cond > 1e14:
             self.warnings.append(f"{group_name}: condition number {cond:.1e}; consider a larger regularization")
-        sched = cached_schedule(self.spec)
-        g = _design(sched).groups[group_name]
+        g = self._groups()[group_name]
         S = self.spec.n_species
         self.blocks["e0"] = theta[:S].copy()
         off = S
@@ -300,8 +335,7 @@ class Fitter:
         The Jacobian is the design rows of every group side by side. The gauge freedom of the
         network (an invertible matrix on a bond) makes it singular, which the damping absorbs.
         """
-        sched = cached_schedule(self.spec)
-        names = [g for g in _design(sched).groups if g != "e0"]
+        names = [g for g in self._groups() if g != "e0"]
         lam = 1e-8
         for it in range(steps):
             XtX, Xty, yty = self._system(names, self.train, residual=True)
@@ -313,7 +347,7 @@ class Fitter:
                 trial["e0"] = trial["e0"] + delta[:S]
                 off = S
                 for name in names:
-                    for b in _design(sched).groups[name].blocks:
+                    for b in self._groups()[name].blocks:
                         trial[b.name] = trial[b.name] + delta[off:off + b.size].reshape(b.shape)
                         off += b.size
                 pot = Potential(self.spec, from_blocks(self.spec, trial), backend=self.settings.backend)
@@ -446,9 +480,18 @@ class Fitter:
 
 
 @lru_cache(maxsize=8)
-def _design_of(spec: Spec) -> DesignReference:
-    return DesignReference(cached_schedule(spec))
+def _design_of(spec: Spec, implementation: str):
+    if implementation == "numpy":
+        return DesignReference(cached_schedule(spec))
+    from .cdesign import CDesign
+
+    return CDesign(cached_schedule(spec))
 
 
-def _design(sched) -> DesignReference:
-    return _design_of(sched.spec)
+def _design(sched, backend: str = "c", threads: int | None = None):
+    """The design rows of the fit: the numpy reference for ``backend="numpy"``, else the generated C
+    kernels (also for the CUDA backends, which evaluate on the GPU but have no row kernels yet)."""
+    rows = _design_of(sched.spec, "numpy" if backend == "numpy" else "c")
+    if threads and hasattr(rows, "set_num_threads"):
+        rows.set_num_threads(threads)
+    return rows
