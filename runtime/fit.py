@@ -261,45 +261,44 @@ class Fitter:
         want_F = np.array([wF > 0 and f.forces is not None for f in frames])
         want_S = np.array([wS > 0 and f.stress is not None and f.atoms.cell.rank == 3 for f in frames])
         parts = [rows.batch(params, prs, g, gradients=bool(want_F.any() or want_S.any())) for g in gs]
-        E = np.concatenate([p[0] for p in parts], axis=-1)
-        F = np.concatenate([p[1] for p in parts], axis=-1)
-        W = np.concatenate([p[2] for p in parts], axis=-1)
+        E, F, W = parts[0] if len(parts) == 1 else (np.concatenate([p[i] for p in parts], axis=-1) for i in range(3))
         th = params[gs[0].cols]  # the model's own values: rows of any one group times its parameters
         m = gs[0].size
         N = np.array([f.n_atoms for f in frames], dtype=float)
         counts = np.stack([np.bincount(p.species, minlength=S) for p in prs]).astype(float)
         e0 = self.blocks["e0"]
-        Xs, ys = [], []
         has_E = np.array([wE > 0 and f.energy is not None for f in frames])
-        if has_E.any():
-            k = np.flatnonzero(has_E)
-            Xs.append(wE * np.concatenate([counts[k], E[k]], axis=1) / N[k, None])
-            y = np.array([frames[c].energy for c in k])
-            if residual:
-                y = y - (counts[k] @ e0 + E[k, :m] @ th)
-            ys.append(wE * y / N[k])
-        if want_F.any():
-            atom_of = np.repeat(np.arange(len(frames)), N.astype(int))
-            sel = want_F[atom_of]
-            Fk = F[sel].reshape(-1, F.shape[-1])
-            Xs.append(wF * np.concatenate([np.zeros((len(Fk), S)), Fk], axis=1))
-            y = np.concatenate([frames[c].forces.reshape(-1) for c in np.flatnonzero(want_F)])
-            if residual:
-                y = y - Fk[:, :m] @ th
-            ys.append(wF * y)
-        if want_S.any():
-            k = np.flatnonzero(want_S)
-            Wv = np.stack([W[k, 0, 0], W[k, 1, 1], W[k, 2, 2], W[k, 1, 2], W[k, 0, 2], W[k, 0, 1]], axis=1)  # (C, 6, n)
-            V = np.array([frames[c].atoms.get_volume() for c in k])
-            Xs.append(wS * np.concatenate([np.zeros((len(k), 6, S)), Wv], axis=2).reshape(6 * len(k), -1)
-                      / np.repeat(N[k], 6)[:, None])
-            y = np.stack([frames[c].stress for c in k]) * V[:, None]
-            if residual:
-                y = y - Wv[:, :, :m] @ th
-            ys.append((wS * y / N[k, None]).reshape(-1))
-        if not Xs:
+        kE, kS = np.flatnonzero(has_E), np.flatnonzero(want_S)
+        atom_rows = want_F[np.repeat(np.arange(len(frames)), N.astype(int))]
+        nE, nF, nS = len(kE), 3 * int(atom_rows.sum()), 6 * len(kS)
+        if nE + nF + nS == 0:
             return 0.0
-        X, y = np.concatenate(Xs), np.concatenate(ys)
+        # X is filled in place (one batch of rows in memory, not several copies)
+        X, y = np.zeros((nE + nF + nS, S + F.shape[-1])), np.empty(nE + nF + nS)
+        if nE:
+            X[:nE, :S], X[:nE, S:] = counts[kE], E[kE]
+            X[:nE] *= wE / N[kE, None]
+            yE = np.array([frames[c].energy for c in kE])
+            if residual:
+                yE = yE - (counts[kE] @ e0 + E[kE, :m] @ th)
+            y[:nE] = wE * yE / N[kE]
+        if nF:
+            XF = X[nE:nE + nF, S:]
+            XF[:] = (F if atom_rows.all() else F[atom_rows]).reshape(nF, -1)
+            yF = np.concatenate([frames[c].forces.reshape(-1) for c in np.flatnonzero(want_F)])
+            if residual:
+                yF = yF - XF[:, :m] @ th
+            XF *= wF
+            y[nE:nE + nF] = wF * yF
+        if nS:
+            XS = X[nE + nF:, S:].reshape(len(kS), 6, -1)
+            for v, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
+                XS[:, v] = W[kS, a, b]
+            yS = np.stack([frames[c].stress for c in kS]) * np.array([frames[c].atoms.get_volume() for c in kS])[:, None]
+            if residual:
+                yS = yS - XS[:, :, :m] @ th
+            XS *= wS / N[kS, None, None]
+            y[nE + nF:] = (wS * yS / N[kS, None]).reshape(-1)
         XtX += X.T @ X
         Xty += X.T @ y
         return float(y @ y)

@@ -15,6 +15,7 @@
 #define FEAT 55
 #define ETN_RMIN ((double)1.5)
 #define ETN_RCUT ((double)4.5)
+#define ETN_RESTRICT restrict
 #define ETN_FN static inline
 
 int etn_n_params(void) { return ETN_N_PARAMS; }
@@ -99,10 +100,9 @@ ETN_FN void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const et
     dY[8][2] = (0.0 - 2 * Y[8] * u[2]) * inv;
 }
 
-ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
-                 etn_real *energy, etn_real *grad) {
-    etn_real A[FEAT];
-    memset(A, 0, sizeof A);
+/* A[c, l, m] = sum over pairs of Q_n(r) Y_lm(r/|r|), c = species(j) * NR + n, plus the constant channel */
+ETN_FN void features(long long p0, long long p1, const int *tj, const etn_real *r, etn_real *ETN_RESTRICT A) {
+    memset(A, 0, FEAT * sizeof(etn_real));
     A[6] = 1; /* constant channel: c = C, l = 0 */
     for (long long p = p0; p < p1; p++) {
         const etn_real *rv = r + 3 * p;
@@ -126,16 +126,18 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             for (int m = 0; m < 5; m++) a[m] += Q[n] * Y[4 + m];
         }
     }
+}
 
-    /* ---- forward sweep: h_k from h_{k-1} and the (compressed) features ---- */
-    etn_real h0[1] = {1};
-    etn_real h1[13];
-    memset(h1, 0, sizeof h1);
-    { /* core 1 path (0, 0, 0): 1x7x2, 1 CG non-zeros, order gA */
+/* ==== core 1: 3 CG paths, bond 0 -> bond 1 ==== */
+
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1) */
+ETN_FN void fwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 etn_real *ETN_RESTRICT h_out) {
+    { /* path (0, 0, 0): 1x7x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 2 + si * 14;
-        const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 0;
-        etn_real *hout = h1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 0;
         etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -153,11 +155,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
-    { /* core 1 path (0, 1, 1): 1x6x2, 3 CG non-zeros, order gA */
+    { /* path (0, 1, 1): 1x6x2, 3 CG non-zeros, order gA */
         const etn_real *g = P + 30 + si * 12;
-        const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 7;
-        etn_real *hout = h1 + 2;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 2;
         etn_real X[6];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -177,11 +179,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += 1.0 * hi[0] * x[2];
             }
     }
-    { /* core 1 path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gA */
+    { /* path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gA */
         const etn_real *g = P + 54 + si * 6;
-        const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 25;
-        etn_real *hout = h1 + 8;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 8;
         etn_real X[5];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -203,13 +205,103 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[4] += 1.0 * hi[0] * x[4];
             }
     }
-    etn_real h2[10];
-    memset(h2, 0, sizeof h2);
-    { /* core 2 path (0, 0, 0): 2x7x2, 1 CG non-zeros, order gA */
+}
+
+/* The backward contraction of core 1: dBk += dV/dBk, given rho_out = dV/dh_out */
+ETN_FN void bwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+    (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
+    { /* path (0, 0, 0) */
+        const etn_real *g = P + 2 + si * 14;
+        const etn_real *hin = h_in + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 0;
+        etn_real dX[2];
+        memset(dX, 0, sizeof dX);
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 2; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 1;
+                etn_real *dx = dX + (a * 2 + b) * 1;
+                dx[0] += 1.0 * hi[0] * rb[0];
+            }
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 7; c++) {
+                const etn_real *gr = g + (a * 7 + c) * 2;
+                etn_real *dbc = dB + c * 1;
+                for (int b = 0; b < 2; b++) {
+                    const etn_real *dx = dX + (a * 2 + b) * 1;
+                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                }
+            }
+    }
+    { /* path (0, 1, 1) */
+        const etn_real *g = P + 30 + si * 12;
+        const etn_real *hin = h_in + 0;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 2;
+        etn_real dX[6];
+        memset(dX, 0, sizeof dX);
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 2; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 3;
+                etn_real *dx = dX + (a * 2 + b) * 3;
+                dx[0] += 1.0 * hi[0] * rb[0];
+                dx[1] += 1.0 * hi[0] * rb[1];
+                dx[2] += 1.0 * hi[0] * rb[2];
+            }
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 2;
+                etn_real *dbc = dB + c * 3;
+                for (int b = 0; b < 2; b++) {
+                    const etn_real *dx = dX + (a * 2 + b) * 3;
+                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                }
+            }
+    }
+    { /* path (0, 2, 2) */
+        const etn_real *g = P + 54 + si * 6;
+        const etn_real *hin = h_in + 0;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 8;
+        etn_real dX[5];
+        memset(dX, 0, sizeof dX);
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 5;
+                etn_real *dx = dX + (a * 1 + b) * 5;
+                dx[0] += 1.0 * hi[0] * rb[0];
+                dx[1] += 1.0 * hi[0] * rb[1];
+                dx[2] += 1.0 * hi[0] * rb[2];
+                dx[3] += 1.0 * hi[0] * rb[3];
+                dx[4] += 1.0 * hi[0] * rb[4];
+            }
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                etn_real *dbc = dB + c * 5;
+                for (int b = 0; b < 1; b++) {
+                    const etn_real *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                }
+            }
+    }
+}
+
+/* ==== core 2: 11 CG paths, bond 1 -> bond 2 ==== */
+
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2) */
+ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 etn_real *ETN_RESTRICT h_out) {
+    (void)si;
+    { /* path (0, 0, 0): 2x7x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 66;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 0;
-        etn_real *hout = h2 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 0;
         etn_real X[4];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
@@ -227,11 +319,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
-    { /* core 2 path (0, 1, 1): 2x6x1, 3 CG non-zeros, order gh */
+    { /* path (0, 1, 1): 2x6x1, 3 CG non-zeros, order gh */
         const etn_real *g = P + 94;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 7;
-        etn_real *hout = h2 + 2;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 2;
         etn_real W[6];
         memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
@@ -249,11 +341,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += 1.0 * w[0] * ac[2];
             }
     }
-    { /* core 2 path (0, 2, 2): 2x6x1, 5 CG non-zeros, order gh */
+    { /* path (0, 2, 2): 2x6x1, 5 CG non-zeros, order gh */
         const etn_real *g = P + 106;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 25;
-        etn_real *hout = h2 + 5;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 5;
         etn_real W[6];
         memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
@@ -273,11 +365,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[4] += 1.0 * w[0] * ac[4];
             }
     }
-    { /* core 2 path (1, 0, 1): 2x7x1, 3 CG non-zeros, order gA */
+    { /* path (1, 0, 1): 2x7x1, 3 CG non-zeros, order gA */
         const etn_real *g = P + 118;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 0;
-        etn_real *hout = h2 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 2;
         etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
@@ -297,11 +389,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += 1.0 * hi[2] * x[0];
             }
     }
-    { /* core 2 path (1, 1, 0): 2x6x2, 3 CG non-zeros, order hA */
+    { /* path (1, 1, 0): 2x6x2, 3 CG non-zeros, order hA */
         const etn_real *g = P + 132;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 7;
-        etn_real *hout = h2 + 0;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 0;
         etn_real T[12];
         memset(T, 0, sizeof T);
         for (int a = 0; a < 2; a++)
@@ -319,11 +411,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                     for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
             }
     }
-    { /* core 2 path (1, 1, 2): 2x6x1, 11 CG non-zeros, order gA */
+    { /* path (1, 1, 2): 2x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 156;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 7;
-        etn_real *hout = h2 + 5;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 5;
         etn_real X[6];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
@@ -351,11 +443,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[4] += 0.7071067811865476 * hi[2] * x[2];
             }
     }
-    { /* core 2 path (1, 2, 1): 2x6x1, 11 CG non-zeros, order gA */
+    { /* path (1, 2, 1): 2x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 168;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 25;
-        etn_real *hout = h2 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 2;
         etn_real X[10];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
@@ -383,11 +475,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += -0.5477225575051661 * hi[2] * x[4];
             }
     }
-    { /* core 2 path (2, 0, 2): 1x7x1, 5 CG non-zeros, order gA */
+    { /* path (2, 0, 2): 1x7x1, 5 CG non-zeros, order gA */
         const etn_real *g = P + 180;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 0;
-        etn_real *hout = h2 + 5;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 5;
         etn_real X[1];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -409,11 +501,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[4] += 1.0 * hi[4] * x[0];
             }
     }
-    { /* core 2 path (2, 1, 1): 1x6x1, 11 CG non-zeros, order gA */
+    { /* path (2, 1, 1): 1x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 187;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 7;
-        etn_real *hout = h2 + 2;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 2;
         etn_real X[3];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -441,11 +533,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += -0.5477225575051661 * hi[4] * x[2];
             }
     }
-    { /* core 2 path (2, 2, 0): 1x6x2, 5 CG non-zeros, order hA */
+    { /* path (2, 2, 0): 1x6x2, 5 CG non-zeros, order hA */
         const etn_real *g = P + 193;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 25;
-        etn_real *hout = h2 + 0;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 0;
         etn_real T[6];
         memset(T, 0, sizeof T);
         for (int a = 0; a < 1; a++)
@@ -465,11 +557,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                     for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
             }
     }
-    { /* core 2 path (2, 2, 2): 1x6x1, 25 CG non-zeros, order gA */
+    { /* path (2, 2, 2): 1x6x1, 25 CG non-zeros, order gA */
         const etn_real *g = P + 205;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 25;
-        etn_real *hout = h2 + 5;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 5;
         etn_real X[5];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -511,230 +603,22 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += 0.5345224838248488 * hi[4] * x[4];
             }
     }
-    etn_real h3[1];
-    memset(h3, 0, sizeof h3);
-    { /* core 3 path (0, 0, 0): 2x7x1, 1 CG non-zeros, order gA */
-        const etn_real *g = P + 211;
-        const etn_real *hin = h2 + 0;
-        const etn_real *B = A + 0;
-        etn_real *hout = h3 + 0;
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 1;
-                ho[0] += 1.0 * hi[0] * x[0];
-            }
-    }
-    { /* core 3 path (1, 1, 0): 1x6x1, 3 CG non-zeros, order gA */
-        const etn_real *g = P + 225;
-        const etn_real *hin = h2 + 2;
-        const etn_real *B = A + 7;
-        etn_real *hout = h3 + 0;
-        etn_real X[3];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
-                etn_real *ho = hout + b * 1;
-                ho[0] += -0.5773502691896257 * hi[0] * x[0];
-                ho[0] += -0.5773502691896257 * hi[1] * x[1];
-                ho[0] += -0.5773502691896257 * hi[2] * x[2];
-            }
-    }
-    { /* core 3 path (2, 2, 0): 1x6x1, 5 CG non-zeros, order gA */
-        const etn_real *g = P + 231;
-        const etn_real *hin = h2 + 5;
-        const etn_real *B = A + 25;
-        etn_real *hout = h3 + 0;
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
-                etn_real *ho = hout + b * 1;
-                ho[0] += 0.4472135954999579 * hi[0] * x[0];
-                ho[0] += 0.4472135954999579 * hi[1] * x[1];
-                ho[0] += 0.4472135954999579 * hi[2] * x[2];
-                ho[0] += 0.4472135954999579 * hi[3] * x[3];
-                ho[0] += 0.4472135954999579 * hi[4] * x[4];
-            }
-    }
-    *energy = P[0 + si] + h3[0];
-    if (!grad) return;
+}
 
-    /* ---- backward sweep: rho_k = dV/dh_k, dA = dV/dA ---- */
-    etn_real dA[FEAT];
-    memset(dA, 0, sizeof dA);
-    etn_real rho3[1] = {1};
-    etn_real rho2[10];
-    memset(rho2, 0, sizeof rho2);
-    { /* core 3 path (0, 0, 0) */
-        const etn_real *g = P + 211;
-        const etn_real *hin = h2 + 0;
-        const etn_real *B = A + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho3 + 0;
-        etn_real *ri = rho2 + 0;
-        etn_real dX[2];
-        memset(dX, 0, sizeof dX);
-        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 1;
-                const etn_real *x = X + (a * 1 + b) * 1;
-                etn_real *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
-            }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1;
-                etn_real *dbc = dB + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
-                }
-            }
-    }
-    { /* core 3 path (1, 1, 0) */
-        const etn_real *g = P + 225;
-        const etn_real *hin = h2 + 2;
-        const etn_real *B = A + 7;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho3 + 0;
-        etn_real *ri = rho2 + 2;
-        etn_real dX[3];
-        memset(dX, 0, sizeof dX);
-        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                const etn_real *x = X + (a * 1 + b) * 3;
-                etn_real *ra = ri + a * 3;
-                dx[0] += -0.5773502691896257 * hi[0] * rb[0];
-                ra[0] += -0.5773502691896257 * x[0] * rb[0];
-                dx[1] += -0.5773502691896257 * hi[1] * rb[0];
-                ra[1] += -0.5773502691896257 * x[1] * rb[0];
-                dx[2] += -0.5773502691896257 * hi[2] * rb[0];
-                ra[2] += -0.5773502691896257 * x[2] * rb[0];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
-                }
-            }
-    }
-    { /* core 3 path (2, 2, 0) */
-        const etn_real *g = P + 231;
-        const etn_real *hin = h2 + 5;
-        const etn_real *B = A + 25;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho3 + 0;
-        etn_real *ri = rho2 + 5;
-        etn_real dX[5];
-        memset(dX, 0, sizeof dX);
-        etn_real X[5]; /* for rho_{k-1}; core 1 has no left state to differentiate */
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 5;
-                const etn_real *x = X + (a * 1 + b) * 5;
-                etn_real *ra = ri + a * 5;
-                dx[0] += 0.4472135954999579 * hi[0] * rb[0];
-                ra[0] += 0.4472135954999579 * x[0] * rb[0];
-                dx[1] += 0.4472135954999579 * hi[1] * rb[0];
-                ra[1] += 0.4472135954999579 * x[1] * rb[0];
-                dx[2] += 0.4472135954999579 * hi[2] * rb[0];
-                ra[2] += 0.4472135954999579 * x[2] * rb[0];
-                dx[3] += 0.4472135954999579 * hi[3] * rb[0];
-                ra[3] += 0.4472135954999579 * x[3] * rb[0];
-                dx[4] += 0.4472135954999579 * hi[4] * rb[0];
-                ra[4] += 0.4472135954999579 * x[4] * rb[0];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
-                }
-            }
-    }
-    etn_real rho1[13];
-    memset(rho1, 0, sizeof rho1);
-    { /* core 2 path (0, 0, 0) */
+/* The backward contraction of core 2: dBk += dV/dBk and rho_in += dV/dh_in, given rho_out = dV/dh_out */
+ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+    (void)si;
+    { /* path (0, 0, 0) */
         const etn_real *g = P + 66;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho2 + 0;
-        etn_real *ri = rho1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 0;
         etn_real dX[4];
         memset(dX, 0, sizeof dX);
-        etn_real X[4]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[4];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
@@ -764,16 +648,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (0, 1, 1) */
+    { /* path (0, 1, 1) */
         const etn_real *g = P + 94;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 7;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho2 + 2;
-        etn_real *ri = rho1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 7;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 2;
+        etn_real *ri = rho_in + 0;
         etn_real dX[6];
         memset(dX, 0, sizeof dX);
-        etn_real X[6]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[6];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
@@ -807,16 +691,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (0, 2, 2) */
+    { /* path (0, 2, 2) */
         const etn_real *g = P + 106;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 25;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho2 + 5;
-        etn_real *ri = rho1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 25;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 5;
+        etn_real *ri = rho_in + 0;
         etn_real dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[10];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
@@ -854,16 +738,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (1, 0, 1) */
+    { /* path (1, 0, 1) */
         const etn_real *g = P + 118;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho2 + 2;
-        etn_real *ri = rho1 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 2;
+        etn_real *ri = rho_in + 2;
         etn_real dX[2];
         memset(dX, 0, sizeof dX);
-        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
@@ -897,16 +781,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (1, 1, 0) */
+    { /* path (1, 1, 0) */
         const etn_real *g = P + 132;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 7;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho2 + 0;
-        etn_real *ri = rho1 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 2;
         etn_real dX[12];
         memset(dX, 0, sizeof dX);
-        etn_real X[12]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[12];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
@@ -940,16 +824,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (1, 1, 2) */
+    { /* path (1, 1, 2) */
         const etn_real *g = P + 156;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 7;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho2 + 5;
-        etn_real *ri = rho1 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 5;
+        etn_real *ri = rho_in + 2;
         etn_real dX[6];
         memset(dX, 0, sizeof dX);
-        etn_real X[6]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[6];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
@@ -999,16 +883,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (1, 2, 1) */
+    { /* path (1, 2, 1) */
         const etn_real *g = P + 168;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 25;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho2 + 2;
-        etn_real *ri = rho1 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 25;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 2;
+        etn_real *ri = rho_in + 2;
         etn_real dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[10];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
@@ -1058,16 +942,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (2, 0, 2) */
+    { /* path (2, 0, 2) */
         const etn_real *g = P + 180;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho2 + 5;
-        etn_real *ri = rho1 + 8;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 5;
+        etn_real *ri = rho_in + 8;
         etn_real dX[1];
         memset(dX, 0, sizeof dX);
-        etn_real X[1]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[1];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 7; c++) {
@@ -1105,16 +989,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (2, 1, 1) */
+    { /* path (2, 1, 1) */
         const etn_real *g = P + 187;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 7;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho2 + 2;
-        etn_real *ri = rho1 + 8;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 7;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 2;
+        etn_real *ri = rho_in + 8;
         etn_real dX[3];
         memset(dX, 0, sizeof dX);
-        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[3];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
@@ -1164,16 +1048,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (2, 2, 0) */
+    { /* path (2, 2, 0) */
         const etn_real *g = P + 193;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 25;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho2 + 0;
-        etn_real *ri = rho1 + 8;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 25;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 8;
         etn_real dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[10];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
@@ -1211,16 +1095,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (2, 2, 2) */
+    { /* path (2, 2, 2) */
         const etn_real *g = P + 205;
-        const etn_real *hin = h1 + 8;
-        const etn_real *B = A + 25;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho2 + 5;
-        etn_real *ri = rho1 + 8;
+        const etn_real *hin = h_in + 8;
+        const etn_real *B = Bk + 25;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 5;
+        etn_real *ri = rho_in + 8;
         etn_real dX[5];
         memset(dX, 0, sizeof dX);
-        etn_real X[5]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[5];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
@@ -1298,73 +1182,210 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 1 path (0, 0, 0) */
-        const etn_real *g = P + 2 + si * 14;
-        const etn_real *hin = h0 + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho1 + 0;
-        etn_real dX[2];
-        memset(dX, 0, sizeof dX);
+}
+
+/* ==== core 3: 3 CG paths, bond 2 -> bond 3 ==== */
+
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 3) */
+ETN_FN void fwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 etn_real *ETN_RESTRICT h_out) {
+    (void)si;
+    { /* path (0, 0, 0): 2x7x1, 1 CG non-zeros, order gA */
+        const etn_real *g = P + 211;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 0;
+        etn_real X[2];
+        memset(X, 0, sizeof X);
+        for (int a = 0; a < 2; a++)
+            for (int c = 0; c < 7; c++) {
+                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 1;
+                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+                }
+            }
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
+                etn_real *ho = hout + b * 1;
+                ho[0] += 1.0 * hi[0] * x[0];
+            }
+    }
+    { /* path (1, 1, 0): 1x6x1, 3 CG non-zeros, order gA */
+        const etn_real *g = P + 225;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *hout = h_out + 0;
+        etn_real X[3];
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+                }
             }
         for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                etn_real *ho = hout + b * 1;
+                ho[0] += -0.5773502691896257 * hi[0] * x[0];
+                ho[0] += -0.5773502691896257 * hi[1] * x[1];
+                ho[0] += -0.5773502691896257 * hi[2] * x[2];
+            }
+    }
+    { /* path (2, 2, 0): 1x6x1, 5 CG non-zeros, order gA */
+        const etn_real *g = P + 231;
+        const etn_real *hin = h_in + 5;
+        const etn_real *B = Bk + 25;
+        etn_real *hout = h_out + 0;
+        etn_real X[5];
+        memset(X, 0, sizeof X);
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+                }
+            }
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
+                etn_real *ho = hout + b * 1;
+                ho[0] += 0.4472135954999579 * hi[0] * x[0];
+                ho[0] += 0.4472135954999579 * hi[1] * x[1];
+                ho[0] += 0.4472135954999579 * hi[2] * x[2];
+                ho[0] += 0.4472135954999579 * hi[3] * x[3];
+                ho[0] += 0.4472135954999579 * hi[4] * x[4];
+            }
+    }
+}
+
+/* The backward contraction of core 3: dBk += dV/dBk and rho_in += dV/dh_in, given rho_out = dV/dh_out */
+ETN_FN void bwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+    (void)si;
+    { /* path (0, 0, 0) */
+        const etn_real *g = P + 211;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 0;
+        etn_real dX[2];
+        memset(dX, 0, sizeof dX);
+        etn_real X[2];
+        memset(X, 0, sizeof X);
+        for (int a = 0; a < 2; a++)
             for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2;
+                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 1;
+                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+                }
+            }
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 1;
+                etn_real *dx = dX + (a * 1 + b) * 1;
+                const etn_real *x = X + (a * 1 + b) * 1;
+                etn_real *ra = ri + a * 1;
+                dx[0] += 1.0 * hi[0] * rb[0];
+                ra[0] += 1.0 * x[0] * rb[0];
+            }
+        for (int a = 0; a < 2; a++)
+            for (int c = 0; c < 7; c++) {
+                const etn_real *gr = g + (a * 7 + c) * 1;
                 etn_real *dbc = dB + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 1;
+                for (int b = 0; b < 1; b++) {
+                    const etn_real *dx = dX + (a * 1 + b) * 1;
                     for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
                 }
             }
     }
-    { /* core 1 path (0, 1, 1) */
-        const etn_real *g = P + 30 + si * 12;
-        const etn_real *hin = h0 + 0;
-        etn_real *dB = dA + 7;
-        const etn_real *ro = rho1 + 2;
-        etn_real dX[6];
+    { /* path (1, 1, 0) */
+        const etn_real *g = P + 225;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 7;
+        etn_real *dB = dBk + 7;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 2;
+        etn_real dX[3];
         memset(dX, 0, sizeof dX);
+        etn_real X[3];
+        memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 2 + b) * 3;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+                }
+            }
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *hi = hin + a * 3;
+                const etn_real *rb = ro + b * 1;
+                etn_real *dx = dX + (a * 1 + b) * 3;
+                const etn_real *x = X + (a * 1 + b) * 3;
+                etn_real *ra = ri + a * 3;
+                dx[0] += -0.5773502691896257 * hi[0] * rb[0];
+                ra[0] += -0.5773502691896257 * x[0] * rb[0];
+                dx[1] += -0.5773502691896257 * hi[1] * rb[0];
+                ra[1] += -0.5773502691896257 * x[1] * rb[0];
+                dx[2] += -0.5773502691896257 * hi[2] * rb[0];
+                ra[2] += -0.5773502691896257 * x[2] * rb[0];
             }
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2;
+                const etn_real *gr = g + (a * 6 + c) * 1;
                 etn_real *dbc = dB + c * 3;
-                for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 3;
+                for (int b = 0; b < 1; b++) {
+                    const etn_real *dx = dX + (a * 1 + b) * 3;
                     for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
                 }
             }
     }
-    { /* core 1 path (0, 2, 2) */
-        const etn_real *g = P + 54 + si * 6;
-        const etn_real *hin = h0 + 0;
-        etn_real *dB = dA + 25;
-        const etn_real *ro = rho1 + 8;
+    { /* path (2, 2, 0) */
+        const etn_real *g = P + 231;
+        const etn_real *hin = h_in + 5;
+        const etn_real *B = Bk + 25;
+        etn_real *dB = dBk + 25;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 5;
         etn_real dX[5];
         memset(dX, 0, sizeof dX);
+        etn_real X[5];
+        memset(X, 0, sizeof X);
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
+                for (int b = 0; b < 1; b++) {
+                    etn_real *x = X + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+                }
+            }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 5;
+                const etn_real *hi = hin + a * 5;
+                const etn_real *rb = ro + b * 1;
                 etn_real *dx = dX + (a * 1 + b) * 5;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
-                dx[3] += 1.0 * hi[0] * rb[3];
-                dx[4] += 1.0 * hi[0] * rb[4];
+                const etn_real *x = X + (a * 1 + b) * 5;
+                etn_real *ra = ri + a * 5;
+                dx[0] += 0.4472135954999579 * hi[0] * rb[0];
+                ra[0] += 0.4472135954999579 * x[0] * rb[0];
+                dx[1] += 0.4472135954999579 * hi[1] * rb[0];
+                ra[1] += 0.4472135954999579 * x[1] * rb[0];
+                dx[2] += 0.4472135954999579 * hi[2] * rb[0];
+                ra[2] += 0.4472135954999579 * x[2] * rb[0];
+                dx[3] += 0.4472135954999579 * hi[3] * rb[0];
+                ra[3] += 0.4472135954999579 * x[3] * rb[0];
+                dx[4] += 0.4472135954999579 * hi[4] * rb[0];
+                ra[4] += 0.4472135954999579 * x[4] * rb[0];
             }
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
@@ -1376,8 +1397,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
+}
 
-    /* ---- per-pair gradients: dV/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) ---- */
+/* dV/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs p0 .. p1-1 */
+ETN_FN void pair_gradients(const etn_real *ETN_RESTRICT dA, long long p0, long long p1, const int *tj,
+                           const etn_real *r, etn_real *ETN_RESTRICT grad) {
     for (long long p = p0; p < p1; p++) {
         const etn_real *rv = r + 3 * p;
         etn_real *gp = grad + 3 * p;
@@ -1418,6 +1442,37 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         for (int k = 0; k < NSH; k++) { gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2]; }
         gp[0] = gx; gp[1] = gy; gp[2] = gz;
     }
+}
+
+/* Site energy e0[s_i] + V_i of one centre atom and (grad != NULL) its per-pair gradients dV_i/dr_ij */
+ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
+                 etn_real *energy, etn_real *grad) {
+    etn_real A[FEAT];
+    features(p0, p1, tj, r, A);
+    etn_real h0[1] = {1};
+    etn_real h1[13];
+    memset(h1, 0, sizeof h1);
+    fwd1(P, si, h0, A, h1);
+    etn_real h2[10];
+    memset(h2, 0, sizeof h2);
+    fwd2(P, si, h1, A, h2);
+    etn_real h3[1];
+    memset(h3, 0, sizeof h3);
+    fwd3(P, si, h2, A, h3);
+    *energy = P[0 + si] + h3[0];
+    if (!grad) return;
+
+    etn_real dA[FEAT];
+    memset(dA, 0, sizeof dA);
+    etn_real rho3[1] = {1};
+    etn_real rho2[10];
+    memset(rho2, 0, sizeof rho2);
+    bwd3(P, si, h2, A, rho3, rho2, dA);
+    etn_real rho1[13];
+    memset(rho1, 0, sizeof rho1);
+    bwd2(P, si, h1, A, rho2, rho1, dA);
+    bwd1(P, si, h0, A, rho1, NULL, dA);
+    pair_gradients(dA, p0, p1, tj, r, grad);
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,

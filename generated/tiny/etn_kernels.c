@@ -15,6 +15,7 @@
 #define FEAT 9
 #define ETN_RMIN ((double)1.5)
 #define ETN_RCUT ((double)4.0)
+#define ETN_RESTRICT restrict
 #define ETN_FN static inline
 
 int etn_n_params(void) { return ETN_N_PARAMS; }
@@ -79,10 +80,9 @@ ETN_FN void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const et
     dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
 }
 
-ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
-                 etn_real *energy, etn_real *grad) {
-    etn_real A[FEAT];
-    memset(A, 0, sizeof A);
+/* A[c, l, m] = sum over pairs of Q_n(r) Y_lm(r/|r|), c = species(j) * NR + n, plus the constant channel */
+ETN_FN void features(long long p0, long long p1, const int *tj, const etn_real *r, etn_real *ETN_RESTRICT A) {
+    memset(A, 0, FEAT * sizeof(etn_real));
     A[2] = 1; /* constant channel: c = C, l = 0 */
     for (long long p = p0; p < p1; p++) {
         const etn_real *rv = r + 3 * p;
@@ -102,16 +102,18 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
             for (int m = 0; m < 3; m++) a[m] += Q[n] * Y[1 + m];
         }
     }
+}
 
-    /* ---- forward sweep: h_k from h_{k-1} and the (compressed) features ---- */
-    etn_real h0[1] = {1};
-    etn_real h1[5];
-    memset(h1, 0, sizeof h1);
-    { /* core 1 path (0, 0, 0): 1x3x2, 1 CG non-zeros, order gA */
+/* ==== core 1: 2 CG paths, bond 0 -> bond 1 ==== */
+
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1) */
+ETN_FN void fwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 etn_real *ETN_RESTRICT h_out) {
+    { /* path (0, 0, 0): 1x3x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 1 + si * 6;
-        const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 0;
-        etn_real *hout = h1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 0;
         etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
@@ -129,11 +131,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
-    { /* core 1 path (0, 1, 1): 1x2x1, 3 CG non-zeros, order gh */
+    { /* path (0, 1, 1): 1x2x1, 3 CG non-zeros, order gh */
         const etn_real *g = P + 7 + si * 2;
-        const etn_real *hin = h0 + 0;
-        const etn_real *B = A + 3;
-        etn_real *hout = h1 + 2;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 3;
+        etn_real *hout = h_out + 2;
         etn_real W[2];
         memset(W, 0, sizeof W);
         for (int a = 0; a < 1; a++)
@@ -151,13 +153,75 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[2] += 1.0 * w[0] * ac[2];
             }
     }
-    etn_real h2[1];
-    memset(h2, 0, sizeof h2);
-    { /* core 2 path (0, 0, 0): 2x3x1, 1 CG non-zeros, order gA */
+}
+
+/* The backward contraction of core 1: dBk += dV/dBk, given rho_out = dV/dh_out */
+ETN_FN void bwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+    (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
+    { /* path (0, 0, 0) */
+        const etn_real *g = P + 1 + si * 6;
+        const etn_real *hin = h_in + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 0;
+        etn_real dX[2];
+        memset(dX, 0, sizeof dX);
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 2; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 1;
+                etn_real *dx = dX + (a * 2 + b) * 1;
+                dx[0] += 1.0 * hi[0] * rb[0];
+            }
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 3; c++) {
+                const etn_real *gr = g + (a * 3 + c) * 2;
+                etn_real *dbc = dB + c * 1;
+                for (int b = 0; b < 2; b++) {
+                    const etn_real *dx = dX + (a * 2 + b) * 1;
+                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                }
+            }
+    }
+    { /* path (0, 1, 1) */
+        const etn_real *g = P + 7 + si * 2;
+        const etn_real *hin = h_in + 0;
+        etn_real *dB = dBk + 3;
+        const etn_real *ro = rho_out + 2;
+        etn_real dX[3];
+        memset(dX, 0, sizeof dX);
+        for (int a = 0; a < 1; a++)
+            for (int b = 0; b < 1; b++) {
+                const etn_real *hi = hin + a * 1;
+                const etn_real *rb = ro + b * 3;
+                etn_real *dx = dX + (a * 1 + b) * 3;
+                dx[0] += 1.0 * hi[0] * rb[0];
+                dx[1] += 1.0 * hi[0] * rb[1];
+                dx[2] += 1.0 * hi[0] * rb[2];
+            }
+        for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 2; c++) {
+                const etn_real *gr = g + (a * 2 + c) * 1;
+                etn_real *dbc = dB + c * 3;
+                for (int b = 0; b < 1; b++) {
+                    const etn_real *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                }
+            }
+    }
+}
+
+/* ==== core 2: 2 CG paths, bond 1 -> bond 2 ==== */
+
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2) */
+ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 etn_real *ETN_RESTRICT h_out) {
+    (void)si;
+    { /* path (0, 0, 0): 2x3x1, 1 CG non-zeros, order gA */
         const etn_real *g = P + 9;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 0;
-        etn_real *hout = h2 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *hout = h_out + 0;
         etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
@@ -175,11 +239,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
-    { /* core 2 path (1, 1, 0): 1x2x1, 3 CG non-zeros, order hA */
+    { /* path (1, 1, 0): 1x2x1, 3 CG non-zeros, order hA */
         const etn_real *g = P + 15;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 3;
-        etn_real *hout = h2 + 0;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 3;
+        etn_real *hout = h_out + 0;
         etn_real T[2];
         memset(T, 0, sizeof T);
         for (int a = 0; a < 1; a++)
@@ -197,25 +261,22 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                     for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
             }
     }
-    *energy = P[0 + si] + h2[0];
-    if (!grad) return;
+}
 
-    /* ---- backward sweep: rho_k = dV/dh_k, dA = dV/dA ---- */
-    etn_real dA[FEAT];
-    memset(dA, 0, sizeof dA);
-    etn_real rho2[1] = {1};
-    etn_real rho1[5];
-    memset(rho1, 0, sizeof rho1);
-    { /* core 2 path (0, 0, 0) */
+/* The backward contraction of core 2: dBk += dV/dBk and rho_in += dV/dh_in, given rho_out = dV/dh_out */
+ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
+                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+    (void)si;
+    { /* path (0, 0, 0) */
         const etn_real *g = P + 9;
-        const etn_real *hin = h1 + 0;
-        const etn_real *B = A + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho2 + 0;
-        etn_real *ri = rho1 + 0;
+        const etn_real *hin = h_in + 0;
+        const etn_real *B = Bk + 0;
+        etn_real *dB = dBk + 0;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 0;
         etn_real dX[2];
         memset(dX, 0, sizeof dX);
-        etn_real X[2]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[2];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 3; c++) {
@@ -245,16 +306,16 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 2 path (1, 1, 0) */
+    { /* path (1, 1, 0) */
         const etn_real *g = P + 15;
-        const etn_real *hin = h1 + 2;
-        const etn_real *B = A + 3;
-        etn_real *dB = dA + 3;
-        const etn_real *ro = rho2 + 0;
-        etn_real *ri = rho1 + 2;
+        const etn_real *hin = h_in + 2;
+        const etn_real *B = Bk + 3;
+        etn_real *dB = dBk + 3;
+        const etn_real *ro = rho_out + 0;
+        etn_real *ri = rho_in + 2;
         etn_real dX[3];
         memset(dX, 0, sizeof dX);
-        etn_real X[3]; /* for rho_{k-1}; core 1 has no left state to differentiate */
+        etn_real X[3];
         memset(X, 0, sizeof X);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 2; c++) {
@@ -288,58 +349,11 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
                 }
             }
     }
-    { /* core 1 path (0, 0, 0) */
-        const etn_real *g = P + 1 + si * 6;
-        const etn_real *hin = h0 + 0;
-        etn_real *dB = dA + 0;
-        const etn_real *ro = rho1 + 0;
-        etn_real dX[2];
-        memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 3; c++) {
-                const etn_real *gr = g + (a * 3 + c) * 2;
-                etn_real *dbc = dB + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
-                }
-            }
-    }
-    { /* core 1 path (0, 1, 1) */
-        const etn_real *g = P + 7 + si * 2;
-        const etn_real *hin = h0 + 0;
-        etn_real *dB = dA + 3;
-        const etn_real *ro = rho1 + 2;
-        etn_real dX[3];
-        memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 2; c++) {
-                const etn_real *gr = g + (a * 2 + c) * 1;
-                etn_real *dbc = dB + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
-                }
-            }
-    }
+}
 
-    /* ---- per-pair gradients: dV/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) ---- */
+/* dV/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs p0 .. p1-1 */
+ETN_FN void pair_gradients(const etn_real *ETN_RESTRICT dA, long long p0, long long p1, const int *tj,
+                           const etn_real *r, etn_real *ETN_RESTRICT grad) {
     for (long long p = p0; p < p1; p++) {
         const etn_real *rv = r + 3 * p;
         etn_real *gp = grad + 3 * p;
@@ -372,6 +386,31 @@ ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const in
         for (int k = 0; k < NSH; k++) { gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2]; }
         gp[0] = gx; gp[1] = gy; gp[2] = gz;
     }
+}
+
+/* Site energy e0[s_i] + V_i of one centre atom and (grad != NULL) its per-pair gradients dV_i/dr_ij */
+ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
+                 etn_real *energy, etn_real *grad) {
+    etn_real A[FEAT];
+    features(p0, p1, tj, r, A);
+    etn_real h0[1] = {1};
+    etn_real h1[5];
+    memset(h1, 0, sizeof h1);
+    fwd1(P, si, h0, A, h1);
+    etn_real h2[1];
+    memset(h2, 0, sizeof h2);
+    fwd2(P, si, h1, A, h2);
+    *energy = P[0 + si] + h2[0];
+    if (!grad) return;
+
+    etn_real dA[FEAT];
+    memset(dA, 0, sizeof dA);
+    etn_real rho2[1] = {1};
+    etn_real rho1[5];
+    memset(rho1, 0, sizeof rho1);
+    bwd2(P, si, h1, A, rho2, rho1, dA);
+    bwd1(P, si, h0, A, rho1, NULL, dA);
+    pair_gradients(dA, p0, p1, tj, r, grad);
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
