@@ -3,14 +3,56 @@
 ``CDesign(sched).batch(params, pairs, group)`` gives the same rows as
 :meth:`etn.design.DesignReference.batch`, for many configurations in one call (OpenMP over
 configurations): energy rows ``E`` (C, n), force rows ``F`` (ΣN, 3, n) and ``W`` rows (C, 3, 3, n).
+``etn.cuda.CudaDesign`` is the same on the GPU.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .build import build
 from .codegen import render_design
+
+
+@dataclass
+class Batch:
+    """Pairs of many configurations as the row kernels take them: atoms concatenated
+    (``config_first``), pairs grouped by centre atom (``first``, a global index), the neighbour's
+    species ``tj`` and index within its configuration ``nb``, and ``r``; never empty (cffi)."""
+
+    n_configs: int
+    n_atoms: int
+    config_first: np.ndarray
+    species: np.ndarray
+    first: np.ndarray
+    tj: np.ndarray
+    nb: np.ndarray
+    r: np.ndarray
+
+    @classmethod
+    def of(cls, pairs_list) -> Batch:
+        counts = np.array([p.n_atoms for p in pairs_list], dtype=np.int64)
+        species, first, tj, nb, r = [np.zeros(0, np.int32)], [np.zeros(1, np.int64)], [], [], []
+        n_pairs = 0
+        for p in pairs_list:
+            order = np.argsort(p.i, kind="stable")
+            i, j = p.i[order], p.j[order]
+            sp = np.asarray(p.species, dtype=np.int32)
+            species.append(sp)
+            first.append(n_pairs + np.searchsorted(i, np.arange(1, p.n_atoms + 1)).astype(np.int64))
+            tj.append(sp[j])
+            nb.append(j.astype(np.int64))
+            r.append(p.r[order])
+            n_pairs += len(i)
+        species = np.concatenate(species)
+        return cls(len(pairs_list), int(counts.sum()), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   np.ascontiguousarray(species if len(species) else np.zeros(1), dtype=np.int32),
+                   np.ascontiguousarray(np.concatenate(first), dtype=np.int64),
+                   np.ascontiguousarray(np.concatenate(tj + [np.zeros(1)]), dtype=np.int32),
+                   np.ascontiguousarray(np.concatenate(nb + [np.zeros(1)]), dtype=np.int64),
+                   np.ascontiguousarray(np.concatenate(r + [np.zeros((1, 3))]), dtype=np.float64))
 
 
 class CDesign:
@@ -28,40 +70,20 @@ class CDesign:
         return self.ffi.cast(ctype, self.ffi.from_buffer(arr))
 
     def batch(self, params, pairs_list, group, gradients: bool = True):
-        name = group if isinstance(group, str) else group.name
-        g = self.group_ids[name]
+        g = self.group_ids[group if isinstance(group, str) else group.name]
         n = self.lib.etn_design_group_size(g)
-        counts = np.array([p.n_atoms for p in pairs_list], dtype=np.int64)
-        config_first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        species, first, tj, nb, r = [], [np.zeros(1, np.int64)], [], [], []
-        n_pairs = 0
-        for p in pairs_list:
-            order = np.argsort(p.i, kind="stable")
-            i, j = p.i[order], p.j[order]
-            sp = np.asarray(p.species, dtype=np.int32)
-            species.append(sp)
-            first.append(n_pairs + np.searchsorted(i, np.arange(1, p.n_atoms + 1)).astype(np.int64))
-            tj.append(sp[j])
-            nb.append(j.astype(np.int64))
-            r.append(p.r[order])
-            n_pairs += len(i)
-        species = np.ascontiguousarray(np.concatenate(species), dtype=np.int32)
-        first = np.ascontiguousarray(np.concatenate(first), dtype=np.int64)
-        tj = np.ascontiguousarray(np.concatenate(tj + [np.zeros(1)]), dtype=np.int32)  # never empty (cffi)
-        nb = np.ascontiguousarray(np.concatenate(nb + [np.zeros(1)]), dtype=np.int64)
-        r = np.ascontiguousarray(np.concatenate(r + [np.zeros((1, 3))]), dtype=np.float64)
-        C, N = len(pairs_list), int(config_first[-1])
-        E = np.empty((C, n))
-        F = np.zeros((N if gradients else 0, 3, n)) if gradients else np.zeros((1, 3, n))
-        W = np.empty((C, 3, 3, n))
+        b = Batch.of(pairs_list)
+        E = np.empty((b.n_configs, n))
+        F = np.zeros((b.n_atoms if gradients else 1, 3, n))
+        W = np.empty((b.n_configs, 3, 3, n))
         params = np.ascontiguousarray(params, dtype=np.float64)
         rc = self.lib.etn_design_rows(
-            g, self._ptr("double *", params), C, self._ptr("long long *", config_first),
-            self._ptr("int *", species if N else np.zeros(1, np.int32)), self._ptr("long long *", first),
-            self._ptr("int *", tj), self._ptr("long long *", nb), self._ptr("double *", r), int(gradients),
+            g, self._ptr("double *", params), b.n_configs, self._ptr("long long *", b.config_first),
+            self._ptr("int *", b.species), self._ptr("long long *", b.first), self._ptr("int *", b.tj),
+            self._ptr("long long *", b.nb), self._ptr("double *", b.r), int(gradients),
             self._ptr("double *", E), self._ptr("double *", F), self._ptr("double *", W))
         if rc == -2:
             raise ValueError("a species index is out of range for this model")
         if rc != 0:
             raise MemoryError(f"the design-row kernels failed (code {rc})")
-        return E, (F if gradients else np.zeros((N, 3, n))), W
+        return E, (F if gradients else np.zeros((b.n_atoms, 3, n))), W

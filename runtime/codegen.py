@@ -79,9 +79,26 @@ def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
 
 def render_design(sched: Schedule) -> Source:
     """The design-matrix row kernels of every parameter group (float64) and their header."""
+    ctx = _design_context(sched, "etn_model.h")  # the name build() gives every header
+    env = environment()
+    return Source(env.get_template("design.h.j2").render(ctx), env.get_template("design.c.j2").render(ctx),
+                  "float64", sched.spec.hash)
+
+
+def render_design_cuda(sched: Schedule) -> Source:
+    """The CUDA design-matrix row kernels (a .cu file) and their host-launcher header."""
+    ctx = _design_context(sched, "etn_cuda.h")
+    ctx.update(threads=CUDA_THREADS)
+    env = environment()
+    return Source(env.get_template("design_cuda.h.j2").render(ctx), env.get_template("design.cu.j2").render(ctx),
+                  "float64", sched.spec.hash)
+
+
+def _design_context(sched: Schedule, header_name: str) -> dict:
     from .design import groups
 
-    ctx = _context(sched, "float64", "etn_model.h")  # the name build() gives every header
+    ctx = _context(sched, "float64", header_name)
+    ctx["design"] = True  # atom.c.j2 without what only the evaluation uses
     xoffs = {c.k: np.concatenate([[0], np.cumsum([p.r_in * p.r_out * (2 * p.l + 1) for p in c.paths])]) for c in sched.cores}
     goffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(p.param).size for p in c.paths])]) for c in sched.cores}
     uoffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(b).size for b in c.compress])]) for c in sched.cores if c.K}
@@ -94,9 +111,7 @@ def render_design(sched: Schedule) -> Source:
     ctx.update(groups=gs, xsize=lambda c: int(xoffs[c.k][-1]), xoff=lambda c, i: int(xoffs[c.k][i]),
                goff=lambda c, i: int(goffs[c.k][i]), uoff=lambda c, l: int(uoffs[c.k][l]),
                dname=lambda core: f"dB{core.k}" if core.K else "dA")
-    env = environment()
-    return Source(env.get_template("design.h.j2").render(ctx), env.get_template("design.c.j2").render(ctx),
-                  "float64", sched.spec.hash)
+    return ctx
 
 
 def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
@@ -130,7 +145,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
         bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
         fname=lambda core: f"B{core.k}" if core.K else "A",
-        sqrt="sqrtf" if dtype == "float32" else "sqrt",
+        sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False,
     )
     return ctx
 

@@ -169,3 +169,52 @@ class CudaBackend:
             raise CudaError(f"the CUDA kernel failed: {self.ffi.string(self.lib.etn_cuda_error_string(rc)).decode()}")
         e = cp.asnumpy(energies)[:N].astype(np.float64)
         return e, (csr.unsort(cp.asnumpy(grad)) if gradients else None)
+
+
+class CudaDesign:
+    """The design rows of :class:`etn.cdesign.CDesign` computed on the GPU (``templates/design.cu.j2``);
+    inputs go up and the rows come back as numpy arrays, for the fitter's normal equations."""
+
+    def __init__(self, sched):
+        from .codegen import render_design_cuda
+        from .design import groups
+
+        self.cp = _cupy()
+        self.sched = sched
+        arch = str(self.cp.cuda.Device().compute_capability)
+        source = render_design_cuda(sched)
+        import cffi
+
+        self.ffi = cffi.FFI()
+        self.ffi.cdef(source.header)
+        self.lib = self.ffi.dlopen(str(build(source, arch)))
+        self.group_ids = {name: k for k, name in enumerate(g for g in groups(sched) if g != "e0")}
+
+    def batch(self, params, pairs_list, group, gradients: bool = True):
+        from .cdesign import Batch
+
+        cp = self.cp
+        g = self.group_ids[group if isinstance(group, str) else group.name]
+        n = self.lib.etn_cuda_design_group_size(g)
+        b = Batch.of(pairs_list)
+        S = self.sched.spec.n_species
+        if (b.n_atoms and (b.species.min() < 0 or b.species.max() >= S)) or b.tj.min() < 0 or b.tj.max() >= S:
+            raise ValueError("a species index is out of range for this model")
+        atom_config = np.repeat(np.arange(b.n_configs, dtype=np.int32), np.diff(b.config_first)).astype(np.int32)
+        d = {k: cp.asarray(v) for k, v in dict(
+            params=np.ascontiguousarray(params, dtype=np.float64), atom_config=atom_config if b.n_atoms else np.zeros(1, np.int32),
+            config_first=b.config_first, species=b.species, first=b.first, tj=b.tj, nb=b.nb, r=b.r).items()}
+        E = cp.empty((max(b.n_configs, 1), n))
+        F = cp.empty((max(b.n_atoms, 1) if gradients else 1, 3, n))
+        W = cp.empty((max(b.n_configs, 1), 3, 3, n))
+        scratch = cp.empty((max(b.n_atoms, 1), n))
+        p = lambda ctype, a: self.ffi.cast(ctype, a.data.ptr)  # noqa: E731
+        rc = self.lib.etn_cuda_design_rows(
+            g, p("double *", d["params"]), b.n_configs, b.n_atoms, p("int *", d["atom_config"]),
+            p("long long *", d["config_first"]), p("int *", d["species"]), p("long long *", d["first"]),
+            p("int *", d["tj"]), p("long long *", d["nb"]), p("double *", d["r"]), int(gradients),
+            p("double *", E), p("double *", F), p("double *", W), p("double *", scratch))
+        if rc != 0:
+            raise CudaError(f"the CUDA row kernels failed: {self.ffi.string(self.lib.etn_cuda_design_error_string(rc)).decode()}")
+        F = cp.asnumpy(F)[:b.n_atoms] if gradients else np.zeros((b.n_atoms, 3, n))
+        return cp.asnumpy(E)[:b.n_configs], F, cp.asnumpy(W)[:b.n_configs]

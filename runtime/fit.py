@@ -482,15 +482,23 @@ class Fitter:
 def _design_of(spec: Spec, implementation: str):
     if implementation == "numpy":
         return DesignReference(cached_schedule(spec))
+    if implementation == "cuda":
+        from .cuda import CudaDesign
+
+        return CudaDesign(cached_schedule(spec))
     from .cdesign import CDesign
 
     return CDesign(cached_schedule(spec))
 
 
 def _design(sched, backend: str = "c", threads: int | None = None):
-    """The design rows of the fit: the numpy reference for ``backend="numpy"``, else the generated C
-    kernels (also for the CUDA backends, which evaluate on the GPU but have no row kernels yet)."""
-    rows = _design_of(sched.spec, "numpy" if backend == "numpy" else "c")
+    """The design rows of a fit with ``backend``: the numpy reference (``numpy``), the generated CUDA
+    kernels (``cuda*``, or ``auto`` where a GPU is usable) or the generated C kernels (otherwise)."""
+    if backend == "auto":
+        from .cuda import available
+
+        backend = "cuda" if available() else "c"
+    rows = _design_of(sched.spec, "numpy" if backend == "numpy" else "cuda" if backend.startswith("cuda") else "c")
     if threads and hasattr(rows, "set_num_threads"):
         rows.set_num_threads(threads)
     return rows

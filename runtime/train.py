@@ -26,7 +26,7 @@ A fit configuration (paths are relative to the file)::
     seed = 0
     init_scale = 1.0
     threads = 0                     # 0: all cores (OpenMP and BLAS)
-    backend = "c"                   # design rows and evaluation: "c" (generated kernels), "numpy" (no compiler)
+    backend = "c"                   # design rows and evaluation: "c", "cuda" (GPU), "auto", "numpy" (no compiler)
 
     [output]
     dir = "fit"                     # model.etn, report.txt, report.json, parity_*.png, learning_curve.png
