@@ -170,7 +170,7 @@ def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float):
     """Ridge solution of the normal equations, with columns scaled to unit norm.
 
     Normal equations keep memory at O(n²) for any amount of data (rows are accumulated one
-    configuration at a time with BLAS). They square the condition number, which is why the cores
+    batch of configurations at a time with BLAS). They square the condition number, which is why the cores
     around the active one are orthogonalised and the columns are scaled; an eigendecomposition
     then gives the ridge solution for any λ and the condition number for the message below.
     Returns ``(θ, condition number)``.
