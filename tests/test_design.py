@@ -5,6 +5,7 @@ import pytest
 from ase import Atoms
 
 import etn
+import etn.fit as fit_module
 from etn.cdesign import CDesign
 from etn.design import DesignReference
 from etn.fit import FitSettings, Fitter
@@ -70,9 +71,10 @@ def test_c_rows_reject_a_species_index_out_of_range():
         CDesign(pot.schedule).batch(pot.params, [bad], "core1")
 
 
-def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows():
-    """The fitter's weighted system (energies, forces, stress; batches of configurations) is the same
-    whichever rows it uses, for one group and for all groups at once (Levenberg-Marquardt)."""
+def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows(monkeypatch):
+    """The fitter's weighted system (energies, forces, stress; batches of configurations, some without
+    forces, energy or stress) is the same whichever rows it uses, for one group and for all groups at
+    once (Levenberg-Marquardt), and in batches as in one piece."""
     from etn.dataset import Frame
 
     spec = etn.catalogue.load("compressed")
@@ -81,6 +83,8 @@ def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows():
     for k, atoms in enumerate(_configs(spec.species)):
         r = teacher.evaluate(atoms, stress=atoms.cell.rank == 3)
         frames.append(Frame(atoms, r["energy"] + 0.1, r["forces"] + 0.01, r.get("stress"), "t", f"c{k}"))
+    frames[0].forces = None  # a configuration without forces, one without energy: rows are picked per configuration
+    frames[1].energy = None
     init = etn.Potential.random(spec, seed=6)
     fits = [Fitter(spec, frames, None, FitSettings(backend=b), progress=False, init=init) for b in ("c", "numpy")]
     names = [g for g in DesignReference(init.schedule).groups if g != "e0"]
@@ -89,3 +93,8 @@ def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows():
         np.testing.assert_allclose(A, B, rtol=1e-12, atol=1e-12 * np.abs(B).max())
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
         assert ya == pytest.approx(yb, rel=1e-12)
+    whole = fits[0]._system("core2", frames)
+    monkeypatch.setattr(fit_module, "BATCH_BYTES", 1)  # one configuration per batch
+    pieces = fits[0]._system("core2", frames)
+    for a, b in zip(pieces, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
