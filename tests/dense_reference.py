@@ -33,7 +33,7 @@ def irrep_index(irreps):
 
 def site_energies(pot, atoms):
     spec = pot.spec
-    S, Nr, lm, C = spec.n_species, spec.n_radial, spec.l_max, spec.n_channels
+    Nr, lm, C = spec.n_radial, spec.l_max, spec.n_channels
     sp_index = {s: k for k, s in enumerate(spec.species)}
     species = [sp_index[s] for s in atoms.get_chemical_symbols()]
     ii, D = neighbor_list("iD", atoms, spec.r_cut)

@@ -12,7 +12,6 @@ from ase import Atoms
 import etn
 from etn.build import CompilerError, build, cache_dir
 from etn.codegen import environment, render
-from etn.neighbors import pairs
 
 from .conftest import random_cluster, random_crystal
 
