@@ -3,9 +3,13 @@
 train = *_AIMD, *_Elastic, *_Surface, *_SS; test = *_Test (../shared/data/raw/MoNbTaW_Li2020/extxyz).
 10% of the training configurations (seeded) are held out for validation. Prints the parameter
 count, training wall time, peak memory and the test errors overall and per test file.
+With `--mtp N`, motep's MTP level 16 (`mtp_peer.py`) is trained side by side on a seeded random
+subset of N configurations of the same training split, with the same loss weights, for at most
+`--mtp-iters` L-BFGS-B iterations, and its parameter count, wall time and test errors follow.
 
     python3 benchmarks/monbtaw.py --spec small --sweeps 6
     python3 benchmarks/monbtaw.py --spec default --max-train 500   # a subset, as the MTP-16 peer figure
+    python3 benchmarks/monbtaw.py --spec default --mtp 500 --mtp-iters 100
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=None, help="also write the report JSON here")
     ap.add_argument("--save", default=None, help="also save the fitted model here (.etn)")
+    ap.add_argument("--mtp", type=int, default=0, help="also train motep's MTP-16 on this many training configurations")
+    ap.add_argument("--mtp-iters", type=int, default=100, help="L-BFGS-B iterations of the MTP-16 training")
     args = ap.parse_args(argv)
 
     spec = _spec(args.spec)
@@ -77,6 +83,8 @@ def main(argv=None) -> None:
         print(f"  sweep {h['sweep']:2d} ({h['direction']:5s}) train loss {h['train_loss']:.5g} "
               f"validation loss {h['valid_loss']:.5g}  at {h['seconds'] / 60:.1f} min")
     print(metrics.table(rep, "test errors:"))
+    if args.mtp:
+        mtp_side_by_side(train, test, args, spec)
     print(PEERS)
     if args.save:
         pot.save(args.save)
@@ -84,6 +92,23 @@ def main(argv=None) -> None:
         rep.update({"spec": args.spec, "fit_seconds": seconds, "peak_memory_mb": peak, "sweeps": fitter.history,
                     "n_train": len(train)})
         metrics.write_json(rep, args.out)
+
+
+def mtp_side_by_side(train, test, args, spec) -> None:
+    import mtp_peer
+
+    if not mtp_peer.available():
+        print("motep MTP-16: motep is not installed (pip install motep), not trained")
+        return
+    rng = np.random.default_rng(args.seed)
+    subset = [train[k] for k in sorted(rng.choice(len(train), min(args.mtp, len(train)), replace=False))]
+    data = mtp_peer.untrained(spec.species, spec.r_min, spec.r_cut)
+    seconds = mtp_peer.train(data, subset, maxiter=args.mtp_iters, seed=args.seed)
+    model = mtp_peer.MTPModel(data)
+    print(f"\nmotep MTP-16 side by side (derived level-16 basis, {model.schedule.n_params} parameters): trained on "
+          f"{len(subset)} of the {len(train)} training configurations, LLS + {args.mtp_iters} L-BFGS-B iterations "
+          f"+ LLS, {seconds / 60:.1f} min")
+    print(metrics.table(metrics.errors(model, test), "MTP-16 test errors:"))
 
 
 if __name__ == "__main__":

@@ -75,15 +75,14 @@ class MTPModel:
             self.n_params = n
 
     def __init__(self, data):
-        from motep.calculator import MTP
-
         self.data = data
         self.schedule = self._Sched(int(n_params(data)))
-        self._calc = MTP(data, engine="cext")
 
     def evaluate(self, atoms, forces=True, stress=True, backend=None):
+        from motep.calculator import MTP
+
         a = atoms.copy()
-        a.calc = self._calc
+        a.calc = MTP(self.data, engine="cext")      # one per structure: motep's neighbour list is per size
         out = {"energy": a.get_potential_energy()}
         if forces:
             out["forces"] = a.get_forces()

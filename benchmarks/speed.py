@@ -3,7 +3,9 @@
 For each model (catalogue `default` and the largest, `deep`): µs per atom per step of the C
 backend with 1 thread and all threads (neighbour list reused, as in MD; its rebuild is timed
 separately), the schedule's FLOPs per atom divided by the kernel time as a fraction of one core's
-float64 matmul peak (measured here), and the speed-up over the numpy reference.
+float64 matmul peak (measured here), and the speed-up over the numpy reference. Side by side, in
+the same run and on the same cell, motep's MTP level-16 C engine (single-threaded; `pip install
+motep`; the untrained level-16 basis is derived by `mtp_basis.py`), timed the same way.
 Parameters are random: speed does not depend on their values.
 
     python benchmarks/speed.py            # prints a report; redirect it into benchmarks/results/
@@ -43,6 +45,29 @@ def timed(fn, repeat):
     return (time.perf_counter() - t) / repeat
 
 
+def mtp16(atoms, repeat=5):
+    """µs/atom/step E+F+S of motep's MTP-16 C engine on these atoms, or None without motep."""
+    try:
+        from motep.calculator import MTP
+        from motep.io.mlip.mtp import read_mtp
+    except ImportError:
+        return None
+    import tempfile
+
+    from mtp_basis import write_mtp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_mtp(f"{tmp}/16.mtp", 16, 4, r_min=1.8, r_cut=5.0)
+        data = read_mtp(f"{tmp}/16.mtp")
+    data.species = [41, 42, 73, 74]
+    data.initialize(np.random.default_rng(0))
+    atoms = atoms.copy()
+    atoms.calc = calc = MTP(data, engine="cext")
+    atoms.get_forces()                          # builds motep's neighbour list once
+    n_params = 4 + data.alpha_scalar_moments + data.radial_coeffs.size
+    return n_params, 1e6 * timed(lambda: calc.engine.calculate(atoms), repeat) / len(atoms)
+
+
 def main():
     import etn
     from etn.neighbors import NeighborCache
@@ -53,6 +78,7 @@ def main():
     print(f"etn {etn.__version__} speed benchmark; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"cell: {N} atoms, random Nb-Mo-Ta-W bcc, a = 3.2 Å; one core's float64 matmul peak: {peak:.1f} GFLOP/s\n")
+    steps = {}
     for name in ["default", "deep"]:
         pot = etn.Potential.random(etn.catalogue.load(name), seed=0)
         sched = pot.schedule
@@ -81,6 +107,16 @@ def main():
               f"(1 thread, same pairs)")
         print(f"  neighbour list rebuild (ASE, r_cut + 0.5 Å skin): {1e6 * t_nl / N:.1f} µs/atom, "
               f"needed every ~10-30 MD steps\n")
+        steps[name] = 1e6 * timed(lambda: pot.evaluate(atoms, backend="c", neighbors=nl), 5) / N
+    mtp = mtp16(atoms)
+    if mtp is None:
+        print("motep MTP-16: motep is not installed (pip install motep), not measured")
+        return
+    n_params, t_mtp = mtp
+    print(f"motep MTP-16 C engine (derived level-16 basis, {n_params} parameters), 1 thread: "
+          f"{t_mtp:.1f} µs/atom/step E+F+S")
+    for name, t in steps.items():
+        print(f"  etn {name}, 1 thread: {t:.1f} µs/atom/step, {t_mtp / t:.1f}x faster than MTP-16")
 
 
 if __name__ == "__main__":
