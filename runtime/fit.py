@@ -3,10 +3,12 @@
 The model is linear in each parameter group (``e0``, ``core{k}``, ``core{k}.U``) with the others fixed
 (see :mod:`etn.design`), so a fit is a sequence of linear least-squares problems::
 
-    min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ |D θ|²
+    min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² / N_c + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ |D θ|²
 
-(energies per atom, force components, stress as virial per atom in eV/atom; ``D`` scales the columns
-to unit norm, so λ is relative). A sweep visits the cores left to right (then right to left); before
+(energies per atom, squared force errors per atom, stress as virial per atom in eV/atom: the
+normalisation of MLIP and motep, so that their weights 1 / 0.01 / 0.001 mean the same here, and a
+large cell's forces do not outweigh its single energy; ``D`` scales the columns to unit norm, so λ
+is relative). A sweep visits the cores left to right (then right to left); before
 moving on, the solved core is orthogonalised per irrep block of its bond (QR, or SVD with truncation
 for rank adaptation) and the triangular factor is pushed into the next core, which leaves the model
 unchanged. The channel factor U_k is solved and orthogonalised the same way before its core.
@@ -288,8 +290,10 @@ class Fitter:
             yF = np.concatenate([frames[c].forces.reshape(-1) for c in np.flatnonzero(want_F)])
             if residual:
                 yF = yF - XF[:, :m] @ th
-            XF *= wF
-            y[nE:nE + nF] = wF * yF
+            kF = np.flatnonzero(want_F)
+            wrow = np.repeat(wF / np.sqrt(N[kF]), 3 * N[kF].astype(int))[:, None]   # forces per atom, as MLIP
+            XF *= wrow
+            y[nE:nE + nF] = wrow[:, 0] * yF
         if nS:
             XS = X[nE + nF:, S:].reshape(len(kS), 6, -1)
             for v, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
@@ -375,7 +379,7 @@ class Fitter:
             if f.energy is not None:
                 total += s.energy_weight * ((r["energy"] - f.energy) / N) ** 2
             if f.forces is not None:
-                total += s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2))
+                total += s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2)) / N
             if "stress" in r and f.stress is not None:
                 total += s.stress_weight * float(np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2))
         return total / max(len(frames), 1)

@@ -14,7 +14,7 @@ A fit configuration (paths are relative to the file)::
 
     [fit]                           # every key of FitSettings; defaults shown
     energy_weight = 1.0             # per atom (eV/atom)
-    force_weight = 0.01             # per component (eV/Å)
+    force_weight = 0.01             # on Σ|ΔF|² / N per configuration (forces per atom, as MLIP)
     stress_weight = 0.001           # virial per atom (eV/atom)
     regularization = 1e-10          # ridge, relative to the largest eigenvalue of the scaled normal matrix
     sweeps = 8                      # at most; stops earlier when validation stops improving

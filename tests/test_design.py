@@ -98,3 +98,35 @@ def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows(monkeypatch)
     pieces = fits[0]._system("core2", frames)
     for a, b in zip(pieces, whole):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+def test_fit_objective_is_the_documented_loss():
+    """The weighted least-squares residual of the fitter is Σ_c w_E (ΔE/N)² + w_F |ΔF|²/N +
+    w_S |Δσ V/N|² (forces per atom, as MLIP and motep), written out here from the model's own
+    predictions, for configurations of different sizes."""
+    from etn.dataset import Frame
+
+    spec = etn.catalogue.load("compressed")
+    teacher, model = etn.Potential.random(spec, seed=5), etn.Potential.random(spec, seed=6)
+    rng = np.random.default_rng(0)
+    frames = []
+    for k, atoms in enumerate(_configs(spec.species)[:3]):          # 32, 16 and 6 atoms
+        r = teacher.evaluate(atoms, stress=atoms.cell.rank == 3)
+        frames.append(Frame(atoms, r["energy"] + 0.3, r["forces"] + rng.normal(0, 0.1, r["forces"].shape),
+                            r.get("stress"), "t", f"c{k}"))
+    assert len({f.n_atoms for f in frames}) == 3
+    w = FitSettings(energy_weight=1.0, force_weight=0.01, stress_weight=0.001)
+    fitter = Fitter(spec, frames, None, w, progress=False, init=model)
+    want = 0.0
+    pot = fitter.potential()
+    for f in frames:
+        r = pot.evaluate(f.atoms, stress=f.stress is not None)
+        N = f.n_atoms
+        want += w.energy_weight * ((r["energy"] - f.energy) / N) ** 2
+        want += w.force_weight * np.sum((r["forces"] - f.forces) ** 2) / N
+        if f.stress is not None:
+            want += w.stress_weight * np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2)
+    names = [g for g in DesignReference(model.schedule).groups if g != "e0"]
+    _, _, yty = fitter._system(names, frames, residual=True)
+    assert yty == pytest.approx(want, rel=1e-10)
+    assert fitter.loss(frames) * len(frames) == pytest.approx(want, rel=1e-10)
