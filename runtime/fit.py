@@ -287,10 +287,10 @@ class Fitter:
         if nF:
             XF = X[nE:nE + nF, S:]
             XF[:] = (F if atom_rows.all() else F[atom_rows]).reshape(nF, -1)
-            yF = np.concatenate([frames[c].forces.reshape(-1) for c in np.flatnonzero(want_F)])
+            kF = np.flatnonzero(want_F)
+            yF = np.concatenate([frames[c].forces.reshape(-1) for c in kF])
             if residual:
                 yF = yF - XF[:, :m] @ th
-            kF = np.flatnonzero(want_F)
             wrow = np.repeat(wF / np.sqrt(N[kF]), 3 * N[kF].astype(int))[:, None]   # forces per atom, as MLIP
             XF *= wrow
             y[nE:nE + nF] = wrow[:, 0] * yF
