@@ -46,26 +46,19 @@ def timed(fn, repeat):
 
 
 def mtp16(atoms, repeat=5):
-    """µs/atom/step E+F+S of motep's MTP-16 C engine on these atoms, or None without motep."""
-    try:
-        from motep.calculator import MTP
-        from motep.io.mlip.mtp import read_mtp
-    except ImportError:
+    """(parameters, µs/atom/step E+F+S) of motep's MTP-16 C engine on these atoms, or None without motep."""
+    import mtp_peer
+
+    if not mtp_peer.available():
         return None
-    import tempfile
+    from motep.calculator import MTP
 
-    from mtp_basis import write_mtp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        write_mtp(f"{tmp}/16.mtp", 16, 4, r_min=1.8, r_cut=5.0)
-        data = read_mtp(f"{tmp}/16.mtp")
-    data.species = [41, 42, 73, 74]
+    data = mtp_peer.untrained(["Nb", "Mo", "Ta", "W"], r_min=1.8, r_cut=5.0)
     data.initialize(np.random.default_rng(0))
     atoms = atoms.copy()
     atoms.calc = calc = MTP(data, engine="cext")
     atoms.get_forces()                          # builds motep's neighbour list once
-    n_params = 4 + data.alpha_scalar_moments + data.radial_coeffs.size
-    return n_params, 1e6 * timed(lambda: calc.engine.calculate(atoms), repeat) / len(atoms)
+    return mtp_peer.n_params(data), 1e6 * timed(lambda: calc.engine.calculate(atoms), repeat) / len(atoms)
 
 
 def main():
