@@ -38,6 +38,8 @@ class CBackend:
             self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
             self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
             self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
+        if rc == -2:
+            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
         if rc != 0:
             raise ValueError("a species index is out of range for this model")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)

@@ -3,6 +3,7 @@
    Clebsch-Gordan and spherical-harmonic coefficients are exact literals in unrolled code. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,6 +37,7 @@ int etn_set_num_threads(int n) {
 #endif
 }
 
+typedef etn_real etn_vec __attribute__((vector_size(8 * sizeof(etn_real)))); /* 8 atoms */
 /* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
 ETN_FN void radial(etn_real d, etn_real *Q, etn_real *dQ) {
     const etn_real w = ETN_RCUT - ETN_RMIN, xi = (2 * d - ETN_RMIN - ETN_RCUT) / w;
@@ -131,49 +133,53 @@ ETN_FN void features(long long p0, long long p1, const int *tj, const etn_real *
 /* ==== core 1: 3 CG paths, bond 0 -> bond 1 ==== */
 
 /* h_out += sum_paths CG h_in B g (the forward contraction of core 1) */
-ETN_FN void fwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 etn_real *ETN_RESTRICT h_out) {
+ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 etn_vec *ETN_RESTRICT h_out) {
     { /* path (0, 0, 0): 1x7x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 2 + si * 14;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 0;
-        etn_real *hout = h_out + 0;
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2, *ac = B + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 0;
+        etn_vec *hout = h_out + 0;
+        etn_vec X[2];
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 2; b++) {
+                etn_vec acc[1] = {0};
+                for (int c = 0; c < 7; c++) {
+                    const etn_real gv = g[(a * 7 + c) * 2 + b];
+                    const etn_vec *ac = B + c * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 2 + b) * 1;
+                for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                etn_vec *ho = hout + b * 1;
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
     { /* path (0, 1, 1): 1x6x2, 3 CG non-zeros, order gA */
         const etn_real *g = P + 30 + si * 12;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 2;
-        etn_real X[6];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 3;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 2;
+        etn_vec X[6];
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 2; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 2 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 3, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 3;
+                const etn_vec *x = X + (a * 2 + b) * 3, *hi = hin + a * 1;
+                etn_vec *ho = hout + b * 3;
                 ho[0] += 1.0 * hi[0] * x[0];
                 ho[1] += 1.0 * hi[0] * x[1];
                 ho[2] += 1.0 * hi[0] * x[2];
@@ -181,23 +187,25 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gA */
         const etn_real *g = P + 54 + si * 6;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 8;
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 8;
+        etn_vec X[5];
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5, *hi = hin + a * 1;
+                etn_vec *ho = hout + b * 5;
                 ho[0] += 1.0 * hi[0] * x[0];
                 ho[1] += 1.0 * hi[0] * x[1];
                 ho[2] += 1.0 * hi[0] * x[2];
@@ -208,134 +216,143 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
 }
 
 /* The backward contraction of core 1: dBk += dV/dBk, given rho_out = dV/dh_out */
-ETN_FN void bwd1(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk) {
     (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
     { /* path (0, 0, 0) */
         const etn_real *g = P + 2 + si * 14;
-        const etn_real *hin = h_in + 0;
-        etn_real *dB = dBk + 0;
-        const etn_real *ro = rho_out + 0;
-        etn_real dX[2];
+        const etn_vec *hin = h_in + 0;
+        etn_vec *dB = dBk + 0;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 1;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 2 + b) * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2;
-                etn_real *dbc = dB + c * 1;
+        for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[1] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 7 + c) * 2 + b];
+                    const etn_vec *dx = dX + (a * 2 + b) * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 1;
+            for (int m = 0; m < 1; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (0, 1, 1) */
         const etn_real *g = P + 30 + si * 12;
-        const etn_real *hin = h_in + 0;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 2;
-        etn_real dX[6];
+        const etn_vec *hin = h_in + 0;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 2;
+        etn_vec dX[6];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 2 + b) * 3;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 3;
+                etn_vec *dx = dX + (a * 2 + b) * 3;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 dx[1] += 1.0 * hi[0] * rb[1];
                 dx[2] += 1.0 * hi[0] * rb[2];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *dx = dX + (a * 2 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (0, 2, 2) */
         const etn_real *g = P + 54 + si * 6;
-        const etn_real *hin = h_in + 0;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 8;
-        etn_real dX[5];
+        const etn_vec *hin = h_in + 0;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 8;
+        etn_vec dX[5];
         memset(dX, 0, sizeof dX);
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 5;
-                etn_real *dx = dX + (a * 1 + b) * 5;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 5;
+                etn_vec *dx = dX + (a * 1 + b) * 5;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 dx[1] += 1.0 * hi[0] * rb[1];
                 dx[2] += 1.0 * hi[0] * rb[2];
                 dx[3] += 1.0 * hi[0] * rb[3];
                 dx[4] += 1.0 * hi[0] * rb[4];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
 }
 
 /* ==== core 2: 11 CG paths, bond 1 -> bond 2 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 2) */
-ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 etn_real *ETN_RESTRICT h_out) {
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps the gA paths' X for bwd2 */
+ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
     { /* path (0, 0, 0): 2x7x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 66;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 0;
-        etn_real *hout = h_out + 0;
-        etn_real X[4];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2, *ac = B + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 0;
+        etn_vec *hout = h_out + 0;
+        etn_vec *X = Xc + 0;
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 2; b++) {
+                etn_vec acc[1] = {0};
+                for (int c = 0; c < 7; c++) {
+                    const etn_real gv = g[(a * 7 + c) * 2 + b];
+                    const etn_vec *ac = B + c * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 2 + b) * 1;
+                for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                etn_vec *ho = hout + b * 1;
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
     { /* path (0, 1, 1): 2x6x1, 3 CG non-zeros, order gh */
         const etn_real *g = P + 94;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 2;
-        etn_real W[6];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 2;
+        etn_vec W[6];
         memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *hi = hin + a * 1;
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
                     for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *w = W + (c * 1 + b) * 1, *ac = B + c * 3;
-                etn_real *ho = hout + b * 3;
+                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 3;
+                etn_vec *ho = hout + b * 3;
                 ho[0] += 1.0 * w[0] * ac[0];
                 ho[1] += 1.0 * w[0] * ac[1];
                 ho[2] += 1.0 * w[0] * ac[2];
@@ -343,21 +360,22 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (0, 2, 2): 2x6x1, 5 CG non-zeros, order gh */
         const etn_real *g = P + 106;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 5;
-        etn_real W[6];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 5;
+        etn_vec W[6];
         memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *hi = hin + a * 1;
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
                     for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *w = W + (c * 1 + b) * 1, *ac = B + c * 5;
-                etn_real *ho = hout + b * 5;
+                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 5;
+                etn_vec *ho = hout + b * 5;
                 ho[0] += 1.0 * w[0] * ac[0];
                 ho[1] += 1.0 * w[0] * ac[1];
                 ho[2] += 1.0 * w[0] * ac[2];
@@ -367,23 +385,25 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (1, 0, 1): 2x7x1, 3 CG non-zeros, order gA */
         const etn_real *g = P + 118;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 0;
-        etn_real *hout = h_out + 2;
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 0;
+        etn_vec *hout = h_out + 2;
+        etn_vec *X = Xc + 4;
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[1] = {0};
+                for (int c = 0; c < 7; c++) {
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 1;
+                for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 3;
-                etn_real *ho = hout + b * 3;
+                const etn_vec *x = X + (a * 1 + b) * 1, *hi = hin + a * 3;
+                etn_vec *ho = hout + b * 3;
                 ho[0] += 1.0 * hi[0] * x[0];
                 ho[1] += 1.0 * hi[1] * x[0];
                 ho[2] += 1.0 * hi[2] * x[0];
@@ -391,45 +411,48 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (1, 1, 0): 2x6x2, 3 CG non-zeros, order hA */
         const etn_real *g = P + 132;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 0;
-        etn_real T[12];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 0;
+        etn_vec T[12];
         memset(T, 0, sizeof T);
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *hi = hin + a * 3, *ac = B + c * 3;
-                etn_real *t = T + (a * 6 + c) * 1;
+                const etn_vec *hi = hin + a * 3, *ac = B + c * 3;
+                etn_vec *t = T + (a * 6 + c) * 1;
                 t[0] += -0.5773502691896257 * hi[0] * ac[0];
                 t[0] += -0.5773502691896257 * hi[1] * ac[1];
                 t[0] += -0.5773502691896257 * hi[2] * ac[2];
             }
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *t = T + (a * 6 + c) * 1;
+                const etn_real *gr = g + (a * 6 + c) * 2;
+                const etn_vec *t = T + (a * 6 + c) * 1;
                 for (int b = 0; b < 2; b++)
                     for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
             }
     }
     { /* path (1, 1, 2): 2x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 156;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 5;
-        etn_real X[6];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 5;
+        etn_vec *X = Xc + 6;
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
-                etn_real *ho = hout + b * 5;
+                const etn_vec *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                etn_vec *ho = hout + b * 5;
                 ho[2] += -0.408248290463863 * hi[0] * x[0];
                 ho[4] += -0.7071067811865476 * hi[0] * x[0];
                 ho[1] += 0.7071067811865476 * hi[0] * x[1];
@@ -445,23 +468,25 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (1, 2, 1): 2x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 168;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 2;
-        etn_real X[10];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 2;
+        etn_vec *X = Xc + 12;
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 3;
-                etn_real *ho = hout + b * 3;
+                const etn_vec *x = X + (a * 1 + b) * 5, *hi = hin + a * 3;
+                etn_vec *ho = hout + b * 3;
                 ho[2] += -0.5477225575051661 * hi[0] * x[0];
                 ho[1] += -0.5477225575051661 * hi[0] * x[1];
                 ho[0] += 0.31622776601683794 * hi[0] * x[2];
@@ -477,23 +502,25 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (2, 0, 2): 1x7x1, 5 CG non-zeros, order gA */
         const etn_real *g = P + 180;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 0;
-        etn_real *hout = h_out + 5;
-        etn_real X[1];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 8;
+        const etn_vec *B = Bk + 0;
+        etn_vec *hout = h_out + 5;
+        etn_vec *X = Xc + 22;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[1] = {0};
+                for (int c = 0; c < 7; c++) {
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 1;
+                for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 5;
-                etn_real *ho = hout + b * 5;
+                const etn_vec *x = X + (a * 1 + b) * 1, *hi = hin + a * 5;
+                etn_vec *ho = hout + b * 5;
                 ho[0] += 1.0 * hi[0] * x[0];
                 ho[1] += 1.0 * hi[1] * x[0];
                 ho[2] += 1.0 * hi[2] * x[0];
@@ -503,23 +530,25 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (2, 1, 1): 1x6x1, 11 CG non-zeros, order gA */
         const etn_real *g = P + 187;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 2;
-        etn_real X[3];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 8;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 2;
+        etn_vec *X = Xc + 23;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 5;
-                etn_real *ho = hout + b * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3, *hi = hin + a * 5;
+                etn_vec *ho = hout + b * 3;
                 ho[2] += -0.5477225575051661 * hi[0] * x[0];
                 ho[0] += -0.5477225575051661 * hi[0] * x[2];
                 ho[1] += -0.5477225575051661 * hi[1] * x[0];
@@ -535,15 +564,15 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (2, 2, 0): 1x6x2, 5 CG non-zeros, order hA */
         const etn_real *g = P + 193;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 0;
-        etn_real T[6];
+        const etn_vec *hin = h_in + 8;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 0;
+        etn_vec T[6];
         memset(T, 0, sizeof T);
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *hi = hin + a * 5, *ac = B + c * 5;
-                etn_real *t = T + (a * 6 + c) * 1;
+                const etn_vec *hi = hin + a * 5, *ac = B + c * 5;
+                etn_vec *t = T + (a * 6 + c) * 1;
                 t[0] += 0.4472135954999579 * hi[0] * ac[0];
                 t[0] += 0.4472135954999579 * hi[1] * ac[1];
                 t[0] += 0.4472135954999579 * hi[2] * ac[2];
@@ -552,30 +581,33 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
             }
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *t = T + (a * 6 + c) * 1;
+                const etn_real *gr = g + (a * 6 + c) * 2;
+                const etn_vec *t = T + (a * 6 + c) * 1;
                 for (int b = 0; b < 2; b++)
                     for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
             }
     }
     { /* path (2, 2, 2): 1x6x1, 25 CG non-zeros, order gA */
         const etn_real *g = P + 205;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 5;
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 8;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 5;
+        etn_vec *X = Xc + 26;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
-                etn_real *ho = hout + b * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
+                etn_vec *ho = hout + b * 5;
                 ho[2] += 0.5345224838248488 * hi[0] * x[0];
                 ho[3] += -0.4629100498862757 * hi[0] * x[1];
                 ho[0] += 0.5345224838248488 * hi[0] * x[2];
@@ -606,74 +638,70 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
 }
 
 /* The backward contraction of core 2: dBk += dV/dBk and rho_in += dV/dh_in, given rho_out = dV/dh_out */
-ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
+                 const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
+    (void)Bk; /* unused when every path's X comes from fwd2 */
     { /* path (0, 0, 0) */
         const etn_real *g = P + 66;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 0;
-        etn_real *dB = dBk + 0;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 0;
-        etn_real dX[4];
+        const etn_vec *hin = h_in + 0;
+        etn_vec *dB = dBk + 0;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 0;
+        etn_vec dX[4];
         memset(dX, 0, sizeof dX);
-        etn_real X[4];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2, *ac = B + c * 1;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 0; /* from fwd2 */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 1;
-                const etn_real *x = X + (a * 2 + b) * 1;
-                etn_real *ra = ri + a * 1;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 2 + b) * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1;
+                etn_vec *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 2;
-                etn_real *dbc = dB + c * 1;
+        for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[1] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 7 + c) * 2 + b];
+                    const etn_vec *dx = dX + (a * 2 + b) * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 1;
+            for (int m = 0; m < 1; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (0, 1, 1) */
         const etn_real *g = P + 94;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 7;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 2;
-        etn_real *ri = rho_in + 0;
-        etn_real dX[6];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 7;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 2;
+        etn_vec *ri = rho_in + 0;
+        etn_vec dX[6];
         memset(dX, 0, sizeof dX);
-        etn_real X[6];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        etn_vec X[6];
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                const etn_real *x = X + (a * 1 + b) * 3;
-                etn_real *ra = ri + a * 1;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 3;
+                etn_vec *dx = dX + (a * 1 + b) * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3;
+                etn_vec *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
                 dx[1] += 1.0 * hi[0] * rb[1];
@@ -681,42 +709,46 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[2] += 1.0 * hi[0] * rb[2];
                 ra[0] += 1.0 * x[2] * rb[2];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (0, 2, 2) */
         const etn_real *g = P + 106;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 25;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 5;
-        etn_real *ri = rho_in + 0;
-        etn_real dX[10];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 25;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 5;
+        etn_vec *ri = rho_in + 0;
+        etn_vec dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        etn_vec X[10];
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 5;
-                etn_real *dx = dX + (a * 1 + b) * 5;
-                const etn_real *x = X + (a * 1 + b) * 5;
-                etn_real *ra = ri + a * 1;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 5;
+                etn_vec *dx = dX + (a * 1 + b) * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5;
+                etn_vec *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
                 dx[1] += 1.0 * hi[0] * rb[1];
@@ -728,42 +760,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[4] += 1.0 * hi[0] * rb[4];
                 ra[0] += 1.0 * x[4] * rb[4];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (1, 0, 1) */
         const etn_real *g = P + 118;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 0;
-        etn_real *dB = dBk + 0;
-        const etn_real *ro = rho_out + 2;
-        etn_real *ri = rho_in + 2;
-        etn_real dX[2];
+        const etn_vec *hin = h_in + 2;
+        etn_vec *dB = dBk + 0;
+        const etn_vec *ro = rho_out + 2;
+        etn_vec *ri = rho_in + 2;
+        etn_vec dX[2];
         memset(dX, 0, sizeof dX);
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 4; /* from fwd2 */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 1 + b) * 1;
-                const etn_real *x = X + (a * 1 + b) * 1;
-                etn_real *ra = ri + a * 3;
+                const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 3;
+                etn_vec *dx = dX + (a * 1 + b) * 1;
+                const etn_vec *x = X + (a * 1 + b) * 1;
+                etn_vec *ra = ri + a * 3;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
                 dx[0] += 1.0 * hi[1] * rb[1];
@@ -771,42 +795,46 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[0] += 1.0 * hi[2] * rb[2];
                 ra[2] += 1.0 * x[0] * rb[2];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1;
-                etn_real *dbc = dB + c * 1;
+        for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[1] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 1;
+            for (int m = 0; m < 1; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (1, 1, 0) */
         const etn_real *g = P + 132;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 2;
-        etn_real dX[12];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 7;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 2;
+        etn_vec dX[12];
         memset(dX, 0, sizeof dX);
-        etn_real X[12];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 3;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        etn_vec X[12];
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 2; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 2 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 3;
-                const etn_real *x = X + (a * 2 + b) * 3;
-                etn_real *ra = ri + a * 3;
+                const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 2 + b) * 3;
+                const etn_vec *x = X + (a * 2 + b) * 3;
+                etn_vec *ra = ri + a * 3;
                 dx[0] += -0.5773502691896257 * hi[0] * rb[0];
                 ra[0] += -0.5773502691896257 * x[0] * rb[0];
                 dx[1] += -0.5773502691896257 * hi[1] * rb[0];
@@ -814,42 +842,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[2] += -0.5773502691896257 * hi[2] * rb[0];
                 ra[2] += -0.5773502691896257 * x[2] * rb[0];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *dx = dX + (a * 2 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (1, 1, 2) */
         const etn_real *g = P + 156;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 5;
-        etn_real *ri = rho_in + 2;
-        etn_real dX[6];
+        const etn_vec *hin = h_in + 2;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 5;
+        etn_vec *ri = rho_in + 2;
+        etn_vec dX[6];
         memset(dX, 0, sizeof dX);
-        etn_real X[6];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 6; /* from fwd2 */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 5;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                const etn_real *x = X + (a * 1 + b) * 3;
-                etn_real *ra = ri + a * 3;
+                const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 5;
+                etn_vec *dx = dX + (a * 1 + b) * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3;
+                etn_vec *ra = ri + a * 3;
                 dx[0] += -0.408248290463863 * hi[0] * rb[2];
                 ra[0] += -0.408248290463863 * x[0] * rb[2];
                 dx[0] += -0.7071067811865476 * hi[0] * rb[4];
@@ -873,42 +893,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[2] += 0.7071067811865476 * hi[2] * rb[4];
                 ra[2] += 0.7071067811865476 * x[2] * rb[4];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (1, 2, 1) */
         const etn_real *g = P + 168;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 25;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 2;
-        etn_real *ri = rho_in + 2;
-        etn_real dX[10];
+        const etn_vec *hin = h_in + 2;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 2;
+        etn_vec *ri = rho_in + 2;
+        etn_vec dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 12; /* from fwd2 */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 1 + b) * 5;
-                const etn_real *x = X + (a * 1 + b) * 5;
-                etn_real *ra = ri + a * 3;
+                const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 3;
+                etn_vec *dx = dX + (a * 1 + b) * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5;
+                etn_vec *ra = ri + a * 3;
                 dx[0] += -0.5477225575051661 * hi[0] * rb[2];
                 ra[0] += -0.5477225575051661 * x[0] * rb[2];
                 dx[1] += -0.5477225575051661 * hi[0] * rb[1];
@@ -932,42 +944,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[4] += -0.5477225575051661 * hi[2] * rb[2];
                 ra[2] += -0.5477225575051661 * x[4] * rb[2];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (2, 0, 2) */
         const etn_real *g = P + 180;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 0;
-        etn_real *dB = dBk + 0;
-        const etn_real *ro = rho_out + 5;
-        etn_real *ri = rho_in + 8;
-        etn_real dX[1];
+        const etn_vec *hin = h_in + 8;
+        etn_vec *dB = dBk + 0;
+        const etn_vec *ro = rho_out + 5;
+        etn_vec *ri = rho_in + 8;
+        etn_vec dX[1];
         memset(dX, 0, sizeof dX);
-        etn_real X[1];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 22; /* from fwd2 */
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 5;
-                etn_real *dx = dX + (a * 1 + b) * 1;
-                const etn_real *x = X + (a * 1 + b) * 1;
-                etn_real *ra = ri + a * 5;
+                const etn_vec *hi = hin + a * 5;
+                const etn_vec *rb = ro + b * 5;
+                etn_vec *dx = dX + (a * 1 + b) * 1;
+                const etn_vec *x = X + (a * 1 + b) * 1;
+                etn_vec *ra = ri + a * 5;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
                 dx[0] += 1.0 * hi[1] * rb[1];
@@ -979,42 +983,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[0] += 1.0 * hi[4] * rb[4];
                 ra[4] += 1.0 * x[0] * rb[4];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1;
-                etn_real *dbc = dB + c * 1;
+        for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[1] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 1;
+            for (int m = 0; m < 1; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (2, 1, 1) */
         const etn_real *g = P + 187;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 7;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 2;
-        etn_real *ri = rho_in + 8;
-        etn_real dX[3];
+        const etn_vec *hin = h_in + 8;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 2;
+        etn_vec *ri = rho_in + 8;
+        etn_vec dX[3];
         memset(dX, 0, sizeof dX);
-        etn_real X[3];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 23; /* from fwd2 */
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 3;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                const etn_real *x = X + (a * 1 + b) * 3;
-                etn_real *ra = ri + a * 5;
+                const etn_vec *hi = hin + a * 5;
+                const etn_vec *rb = ro + b * 3;
+                etn_vec *dx = dX + (a * 1 + b) * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3;
+                etn_vec *ra = ri + a * 5;
                 dx[0] += -0.5477225575051661 * hi[0] * rb[2];
                 ra[0] += -0.5477225575051661 * x[0] * rb[2];
                 dx[2] += -0.5477225575051661 * hi[0] * rb[0];
@@ -1038,42 +1034,46 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[2] += -0.5477225575051661 * hi[4] * rb[2];
                 ra[4] += -0.5477225575051661 * x[2] * rb[2];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (2, 2, 0) */
         const etn_real *g = P + 193;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 25;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 8;
-        etn_real dX[10];
+        const etn_vec *hin = h_in + 8;
+        const etn_vec *B = Bk + 25;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 8;
+        etn_vec dX[10];
         memset(dX, 0, sizeof dX);
-        etn_real X[10];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2, *ac = B + c * 5;
-                for (int b = 0; b < 2; b++) {
-                    etn_real *x = X + (a * 2 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        etn_vec X[10];
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 2; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 2 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 2; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 2 + b) * 5;
-                const etn_real *x = X + (a * 2 + b) * 5;
-                etn_real *ra = ri + a * 5;
+                const etn_vec *hi = hin + a * 5;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 2 + b) * 5;
+                const etn_vec *x = X + (a * 2 + b) * 5;
+                etn_vec *ra = ri + a * 5;
                 dx[0] += 0.4472135954999579 * hi[0] * rb[0];
                 ra[0] += 0.4472135954999579 * x[0] * rb[0];
                 dx[1] += 0.4472135954999579 * hi[1] * rb[0];
@@ -1085,42 +1085,34 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[4] += 0.4472135954999579 * hi[4] * rb[0];
                 ra[4] += 0.4472135954999579 * x[4] * rb[0];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 2;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 2; b++) {
-                    const etn_real *dx = dX + (a * 2 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 2 + b];
+                    const etn_vec *dx = dX + (a * 2 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (2, 2, 2) */
         const etn_real *g = P + 205;
-        const etn_real *hin = h_in + 8;
-        const etn_real *B = Bk + 25;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 5;
-        etn_real *ri = rho_in + 8;
-        etn_real dX[5];
+        const etn_vec *hin = h_in + 8;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 5;
+        etn_vec *ri = rho_in + 8;
+        etn_vec dX[5];
         memset(dX, 0, sizeof dX);
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 26; /* from fwd2 */
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 5;
-                etn_real *dx = dX + (a * 1 + b) * 5;
-                const etn_real *x = X + (a * 1 + b) * 5;
-                etn_real *ra = ri + a * 5;
+                const etn_vec *hi = hin + a * 5;
+                const etn_vec *rb = ro + b * 5;
+                etn_vec *dx = dX + (a * 1 + b) * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5;
+                etn_vec *ra = ri + a * 5;
                 dx[0] += 0.5345224838248488 * hi[0] * rb[2];
                 ra[0] += 0.5345224838248488 * x[0] * rb[2];
                 dx[1] += -0.4629100498862757 * hi[0] * rb[3];
@@ -1172,65 +1164,71 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[4] += 0.5345224838248488 * hi[4] * rb[2];
                 ra[4] += 0.5345224838248488 * x[4] * rb[2];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
 }
 
 /* ==== core 3: 3 CG paths, bond 2 -> bond 3 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 3) */
-ETN_FN void fwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 etn_real *ETN_RESTRICT h_out) {
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 3); Xc keeps the gA paths' X for bwd3 */
+ETN_FN void fwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
     { /* path (0, 0, 0): 2x7x1, 1 CG non-zeros, order gA */
         const etn_real *g = P + 211;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 0;
-        etn_real *hout = h_out + 0;
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 0;
+        const etn_vec *B = Bk + 0;
+        etn_vec *hout = h_out + 0;
+        etn_vec *X = Xc + 0;
+        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[1] = {0};
+                for (int c = 0; c < 7; c++) {
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 1;
+                for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
-                etn_real *ho = hout + b * 1;
+                const etn_vec *x = X + (a * 1 + b) * 1, *hi = hin + a * 1;
+                etn_vec *ho = hout + b * 1;
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
     { /* path (1, 1, 0): 1x6x1, 3 CG non-zeros, order gA */
         const etn_real *g = P + 225;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *hout = h_out + 0;
-        etn_real X[3];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 2;
+        const etn_vec *B = Bk + 7;
+        etn_vec *hout = h_out + 0;
+        etn_vec *X = Xc + 2;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
-                etn_real *ho = hout + b * 1;
+                const etn_vec *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                etn_vec *ho = hout + b * 1;
                 ho[0] += -0.5773502691896257 * hi[0] * x[0];
                 ho[0] += -0.5773502691896257 * hi[1] * x[1];
                 ho[0] += -0.5773502691896257 * hi[2] * x[2];
@@ -1238,23 +1236,25 @@ ETN_FN void fwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
     }
     { /* path (2, 2, 0): 1x6x1, 5 CG non-zeros, order gA */
         const etn_real *g = P + 231;
-        const etn_real *hin = h_in + 5;
-        const etn_real *B = Bk + 25;
-        etn_real *hout = h_out + 0;
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
+        const etn_vec *hin = h_in + 5;
+        const etn_vec *B = Bk + 25;
+        etn_vec *hout = h_out + 0;
+        etn_vec *X = Xc + 5;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[5] = {0};
+                for (int c = 0; c < 6; c++) {
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
                 }
+                etn_vec *x = X + (a * 1 + b) * 5;
+                for (int m = 0; m < 5; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
-                etn_real *ho = hout + b * 1;
+                const etn_vec *x = X + (a * 1 + b) * 5, *hi = hin + a * 5;
+                etn_vec *ho = hout + b * 1;
                 ho[0] += 0.4472135954999579 * hi[0] * x[0];
                 ho[0] += 0.4472135954999579 * hi[1] * x[1];
                 ho[0] += 0.4472135954999579 * hi[2] * x[2];
@@ -1265,74 +1265,58 @@ ETN_FN void fwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
 }
 
 /* The backward contraction of core 3: dBk += dV/dBk and rho_in += dV/dh_in, given rho_out = dV/dh_out */
-ETN_FN void bwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, const etn_real *ETN_RESTRICT Bk,
-                 const etn_real *ETN_RESTRICT rho_out, etn_real *ETN_RESTRICT rho_in, etn_real *ETN_RESTRICT dBk) {
+ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
+                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
+                 const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
+    (void)Bk; /* unused when every path's X comes from fwd3 */
     { /* path (0, 0, 0) */
         const etn_real *g = P + 211;
-        const etn_real *hin = h_in + 0;
-        const etn_real *B = Bk + 0;
-        etn_real *dB = dBk + 0;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 0;
-        etn_real dX[2];
+        const etn_vec *hin = h_in + 0;
+        etn_vec *dB = dBk + 0;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 0;
+        etn_vec dX[2];
         memset(dX, 0, sizeof dX);
-        etn_real X[2];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1, *ac = B + c * 1;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 0; /* from fwd3 */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 1;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 1;
-                const etn_real *x = X + (a * 1 + b) * 1;
-                etn_real *ra = ri + a * 1;
+                const etn_vec *hi = hin + a * 1;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 1 + b) * 1;
+                const etn_vec *x = X + (a * 1 + b) * 1;
+                etn_vec *ra = ri + a * 1;
                 dx[0] += 1.0 * hi[0] * rb[0];
                 ra[0] += 1.0 * x[0] * rb[0];
             }
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 7; c++) {
-                const etn_real *gr = g + (a * 7 + c) * 1;
-                etn_real *dbc = dB + c * 1;
+        for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[1] = {0};
+            for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 1;
-                    for (int m = 0; m < 1; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 7 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 1;
+                    for (int m = 0; m < 1; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 1;
+            for (int m = 0; m < 1; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (1, 1, 0) */
         const etn_real *g = P + 225;
-        const etn_real *hin = h_in + 2;
-        const etn_real *B = Bk + 7;
-        etn_real *dB = dBk + 7;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 2;
-        etn_real dX[3];
+        const etn_vec *hin = h_in + 2;
+        etn_vec *dB = dBk + 7;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 2;
+        etn_vec dX[3];
         memset(dX, 0, sizeof dX);
-        etn_real X[3];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 3;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 2; /* from fwd3 */
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 3;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 3;
-                const etn_real *x = X + (a * 1 + b) * 3;
-                etn_real *ra = ri + a * 3;
+                const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 1 + b) * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3;
+                etn_vec *ra = ri + a * 3;
                 dx[0] += -0.5773502691896257 * hi[0] * rb[0];
                 ra[0] += -0.5773502691896257 * x[0] * rb[0];
                 dx[1] += -0.5773502691896257 * hi[1] * rb[0];
@@ -1340,42 +1324,34 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[2] += -0.5773502691896257 * hi[2] * rb[0];
                 ra[2] += -0.5773502691896257 * x[2] * rb[0];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 3;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 3;
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+        }
     }
     { /* path (2, 2, 0) */
         const etn_real *g = P + 231;
-        const etn_real *hin = h_in + 5;
-        const etn_real *B = Bk + 25;
-        etn_real *dB = dBk + 25;
-        const etn_real *ro = rho_out + 0;
-        etn_real *ri = rho_in + 5;
-        etn_real dX[5];
+        const etn_vec *hin = h_in + 5;
+        etn_vec *dB = dBk + 25;
+        const etn_vec *ro = rho_out + 0;
+        etn_vec *ri = rho_in + 5;
+        etn_vec dX[5];
         memset(dX, 0, sizeof dX);
-        etn_real X[5];
-        memset(X, 0, sizeof X);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1, *ac = B + c * 5;
-                for (int b = 0; b < 1; b++) {
-                    etn_real *x = X + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) x[m] += gr[b] * ac[m];
-                }
-            }
+        const etn_vec *X = Xc + 5; /* from fwd3 */
         for (int a = 0; a < 1; a++)
             for (int b = 0; b < 1; b++) {
-                const etn_real *hi = hin + a * 5;
-                const etn_real *rb = ro + b * 1;
-                etn_real *dx = dX + (a * 1 + b) * 5;
-                const etn_real *x = X + (a * 1 + b) * 5;
-                etn_real *ra = ri + a * 5;
+                const etn_vec *hi = hin + a * 5;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 1 + b) * 5;
+                const etn_vec *x = X + (a * 1 + b) * 5;
+                etn_vec *ra = ri + a * 5;
                 dx[0] += 0.4472135954999579 * hi[0] * rb[0];
                 ra[0] += 0.4472135954999579 * x[0] * rb[0];
                 dx[1] += 0.4472135954999579 * hi[1] * rb[0];
@@ -1387,15 +1363,17 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_real *ETN_RESTRICT h_in, c
                 dx[4] += 0.4472135954999579 * hi[4] * rb[0];
                 ra[4] += 0.4472135954999579 * x[4] * rb[0];
             }
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                etn_real *dbc = dB + c * 5;
+        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[5] = {0};
+            for (int a = 0; a < 1; a++)
                 for (int b = 0; b < 1; b++) {
-                    const etn_real *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) dbc[m] += gr[b] * dx[m];
+                    const etn_real gv = g[(a * 6 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 5;
+                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
                 }
-            }
+            etn_vec *dbc = dB + c * 5;
+            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+        }
     }
 }
 
@@ -1408,71 +1386,89 @@ ETN_FN void pair_gradients(const etn_real *ETN_RESTRICT dA, long long p0, long l
         const etn_real d = sqrt(rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]);
         if (d >= ETN_RCUT) { gp[0] = gp[1] = gp[2] = 0; continue; }
         const etn_real u[3] = {rv[0] / d, rv[1] / d, rv[2] / d};
-        etn_real Q[NR], dQ[NR], Y[NSH], dY[NSH][3], GQ[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+        etn_real Q[NR], dQ[NR], Y[NSH], dY[NSH][3], GQ[NSH], GD[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
         radial(d, Q, dQ);
         sph(u, px, py, pz, Y);
         sph_grad(u, d, px, py, pz, Y, dY);
         const int t = tj[p];
-        etn_real s = 0;
-        for (int m = 0; m < 1; m++) GQ[0 + m] = 0;
+        /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n: one independent
+           accumulator per (l, m), so the sums vectorise instead of forming one long dependency chain */
+        for (int m = 0; m < 1; m++) GQ[0 + m] = GD[0 + m] = 0;
         for (int n = 0; n < NR; n++) {
             const etn_real *da = dA + 0 + (t * NR + n) * 1;
             for (int m = 0; m < 1; m++) {
                 GQ[0 + m] += da[m] * Q[n];
-                s += da[m] * dQ[n] * Y[0 + m];
+                GD[0 + m] += da[m] * dQ[n];
             }
         }
-        for (int m = 0; m < 3; m++) GQ[1 + m] = 0;
+        for (int m = 0; m < 3; m++) GQ[1 + m] = GD[1 + m] = 0;
         for (int n = 0; n < NR; n++) {
             const etn_real *da = dA + 7 + (t * NR + n) * 3;
             for (int m = 0; m < 3; m++) {
                 GQ[1 + m] += da[m] * Q[n];
-                s += da[m] * dQ[n] * Y[1 + m];
+                GD[1 + m] += da[m] * dQ[n];
             }
         }
-        for (int m = 0; m < 5; m++) GQ[4 + m] = 0;
+        for (int m = 0; m < 5; m++) GQ[4 + m] = GD[4 + m] = 0;
         for (int n = 0; n < NR; n++) {
             const etn_real *da = dA + 25 + (t * NR + n) * 5;
             for (int m = 0; m < 5; m++) {
                 GQ[4 + m] += da[m] * Q[n];
-                s += da[m] * dQ[n] * Y[4 + m];
+                GD[4 + m] += da[m] * dQ[n];
             }
         }
-        etn_real gx = s * u[0], gy = s * u[1], gz = s * u[2];
-        for (int k = 0; k < NSH; k++) { gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2]; }
+        etn_real s = 0, gx = 0, gy = 0, gz = 0;
+        for (int k = 0; k < NSH; k++) {
+            s += GD[k] * Y[k];
+            gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2];
+        }
+        gx += s * u[0]; gy += s * u[1]; gz += s * u[2];
         gp[0] = gx; gp[1] = gy; gp[2] = gz;
     }
 }
 
-/* Site energy e0[s_i] + V_i of one centre atom and (grad != NULL) its per-pair gradients dV_i/dr_ij */
-ETN_FN void atom(const etn_real *P, int si, long long p0, long long p1, const int *tj, const etn_real *r,
-                 etn_real *energy, etn_real *grad) {
-    etn_real A[FEAT];
-    features(p0, p1, tj, r, A);
-    etn_real h0[1] = {1};
-    etn_real h1[13];
+/* Site energies e0[s_i] + V_i of the nl <= 8 centre atoms idx[0 .. nl-1], all of species si, one
+   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold zeros */
+ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *first, const int *tj,
+                  const etn_real *r, etn_real *energies, etn_real *grad) {
+    etn_vec A[FEAT];
+    memset(A, 0, sizeof A);
+    for (int v = 0; v < nl; v++) {
+        etn_real a[FEAT];
+        features(first[idx[v]], first[idx[v] + 1], tj, r, a);
+        for (int f = 0; f < FEAT; f++) A[f][v] = a[f];
+    }
+    const etn_vec zero = {0};
+    etn_vec h0[1] = {zero + 1};
+    etn_vec h1[13];
     memset(h1, 0, sizeof h1);
     fwd1(P, si, h0, A, h1);
-    etn_real h2[10];
+    etn_vec h2[10];
     memset(h2, 0, sizeof h2);
-    fwd2(P, si, h1, A, h2);
-    etn_real h3[1];
+    etn_vec X2[31];
+    fwd2(P, si, h1, A, h2, X2);
+    etn_vec h3[1];
     memset(h3, 0, sizeof h3);
-    fwd3(P, si, h2, A, h3);
-    *energy = P[0 + si] + h3[0];
+    etn_vec X3[10];
+    fwd3(P, si, h2, A, h3, X3);
+    for (int v = 0; v < nl; v++) energies[idx[v]] = P[0 + si] + h3[0][v];
     if (!grad) return;
 
-    etn_real dA[FEAT];
+    etn_vec dA[FEAT];
     memset(dA, 0, sizeof dA);
-    etn_real rho3[1] = {1};
-    etn_real rho2[10];
+    etn_vec rho3[1] = {zero + 1};
+    etn_vec rho2[10];
     memset(rho2, 0, sizeof rho2);
-    bwd3(P, si, h2, A, rho3, rho2, dA);
-    etn_real rho1[13];
+    bwd3(P, si, h2, A, rho3, rho2, dA, X3);
+    etn_vec rho1[13];
     memset(rho1, 0, sizeof rho1);
-    bwd2(P, si, h1, A, rho2, rho1, dA);
+    bwd2(P, si, h1, A, rho2, rho1, dA, X2);
     bwd1(P, si, h0, A, rho1, NULL, dA);
-    pair_gradients(dA, p0, p1, tj, r, grad);
+    for (int v = 0; v < nl; v++) {
+        etn_real da[FEAT];
+        for (int f = 0; f < FEAT; f++) da[f] = dA[f][v];
+        pair_gradients(da, first[idx[v]], first[idx[v] + 1], tj, r, grad);
+    }
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
@@ -1481,9 +1477,24 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
         if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return -1;
     for (long long p = first[0]; p < first[n_atoms]; p++)
         if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return -1;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int i = 0; i < n_atoms; i++)
-        atom(params, species[i], first[i], first[i + 1], neighbour_species, r, energies + i, grad);
+    /* Batches of up to 8 atoms of one species (core 1's block depends on the centre's
+       species), one atom per vector lane: order[] lists the atoms grouped by species, batch b is
+       order[start[b] .. start[b + 1] - 1]. */
+    int *order = malloc(((size_t)2 * n_atoms + ETN_N_SPECIES + 2) * sizeof(int));
+    if (!order) return -2;
+    int *start = order + n_atoms, next[ETN_N_SPECIES + 1] = {0}, n_batches = 0;
+    for (int i = 0; i < n_atoms; i++) next[species[i] + 1]++;
+    for (int s = 0; s < ETN_N_SPECIES; s++) {
+        for (int k = next[s]; k < next[s] + next[s + 1]; k += 8) start[n_batches++] = k;
+        next[s + 1] += next[s];
+    }
+    start[n_batches] = n_atoms;
+    for (int i = 0; i < n_atoms; i++) order[next[species[i]]++] = i;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < n_batches; b++)
+        atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], first, neighbour_species, r,
+              energies, grad);
+    free(order);
     return 0;
 }
 

@@ -30,7 +30,7 @@ int etn_set_num_threads(int n);
    r[3*n_pairs]               r_ij = x_j - x_i in A; pairs with |r_ij| >= r_cut contribute nothing
    energies[n_atoms]          out: e0[s_i] + V_i in eV
    grad[3*n_pairs]            out: dV_i/dr_ij in eV/A (pass NULL for energies only)
-   Returns 0, or -1 if a species index is out of range. */
+   Returns 0, -1 if a species index is out of range, or -2 if out of memory. */
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
                 const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad);
 
