@@ -46,6 +46,20 @@ def test_c_matches_numpy_reference(model):
             np.testing.assert_allclose(c["stress"], ref["stress"], rtol=0, atol=1e-12 * np.abs(ref["stress"]).max())
 
 
+def test_c_batches_of_any_size_and_dense_neighbourhoods(model):
+    """The C kernels take 8 (float64) atoms of one species at a time, one per SIMD lane, and each atom's
+    pairs by neighbour species in groups of 8: odd batch sizes, a species with a single atom and over
+    30 neighbours of one species per atom must all come out as the reference's."""
+    sp = model.spec.species
+    atoms = random_crystal(sp, seed=6, reps=(3, 1, 1), a=3.3, rattle=0.05)  # 12 atoms, 54 neighbours each within 5 Å
+    atoms.symbols = [sp[0]] * 11 + [sp[-1]]
+    ref = model.evaluate(atoms, backend="numpy")
+    for backend, tol in (("c-float64", 1e-12), ("c-float32", FLOAT32_RTOL)):
+        c = model.evaluate(atoms, backend=backend)
+        np.testing.assert_allclose(c["energies"], ref["energies"], rtol=0, atol=tol * np.abs(ref["energies"]).max())
+        np.testing.assert_allclose(c["forces"], ref["forces"], rtol=0, atol=tol * np.abs(ref["forces"]).max())
+
+
 def test_float32_within_documented_tolerance(model):
     atoms = random_crystal(model.spec.species, seed=4, reps=(2, 1, 1))
     ref = model.evaluate(atoms, backend="c-float64")

@@ -40,10 +40,11 @@ int etn_set_num_threads(int n) {
 typedef etn_real etn_vec __attribute__((vector_size(8 * sizeof(etn_real)))); /* 8 atoms */
 /* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
 ETN_FN void radial(etn_real d, etn_real *Q, etn_real *dQ) {
-    const etn_real w = ETN_RCUT - ETN_RMIN, xi = (2 * d - ETN_RMIN - ETN_RCUT) / w;
+    const etn_real w = ETN_RCUT - ETN_RMIN;
+    const etn_real xi = (2 * d - ETN_RMIN - ETN_RCUT) / w, zero = d * 0;
     const etn_real f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
     etn_real T[NR + 1], dT[NR + 1];
-    T[0] = 1; dT[0] = 0; T[1] = xi; dT[1] = 1;
+    T[0] = zero + 1; dT[0] = zero; T[1] = xi; dT[1] = zero + 1;
     for (int n = 2; n < NR; n++) {
         T[n] = 2 * xi * T[n - 1] - T[n - 2];
         dT[n] = 2 * T[n - 1] + 2 * xi * dT[n - 1] - dT[n - 2];
@@ -56,7 +57,7 @@ ETN_FN void radial(etn_real d, etn_real *Q, etn_real *dQ) {
 
 /* Real spherical harmonics Y[l*l + l + m] = R_lm(u) at a unit vector u (exact monomials). */
 ETN_FN void sph(const etn_real *u, etn_real *px, etn_real *py, etn_real *pz, etn_real *Y) {
-    px[0] = py[0] = pz[0] = 1;
+    px[0] = py[0] = pz[0] = u[0] * 0 + 1;
     for (int k = 1; k <= LMAX; k++) { px[k] = px[k - 1] * u[0]; py[k] = py[k - 1] * u[1]; pz[k] = pz[k - 1] * u[2]; }
     Y[0] = 0.28209479177387814 * px[0] * py[0] * pz[0];
     Y[1] = 0.4886025119029199 * px[0] * py[1] * pz[0];
@@ -82,29 +83,53 @@ ETN_FN void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const et
     dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
 }
 
-/* A[c, l, m] = sum over pairs of Q_n(r) Y_lm(r/|r|), c = species(j) * NR + n, plus the constant channel */
-ETN_FN void features(long long p0, long long p1, const int *tj, const etn_real *r, etn_real *ETN_RESTRICT A) {
-    memset(A, 0, FEAT * sizeof(etn_real));
-    A[2] = 1; /* constant channel: c = C, l = 0 */
-    for (long long p = p0; p < p1; p++) {
-        const etn_real *rv = r + 3 * p;
-        const etn_real d = sqrt(rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]);
-        if (d >= ETN_RCUT) continue;
-        const etn_real u[3] = {rv[0] / d, rv[1] / d, rv[2] / d};
-        etn_real Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-        radial(d, Q, dQ);
-        sph(u, px, py, pz, Y);
-        const int t = tj[p];
-        for (int n = 0; n < NR; n++) {
-            etn_real *a = A + 0 + (t * NR + n) * 1;
-            for (int m = 0; m < 1; m++) a[m] += Q[n] * Y[0 + m];
-        }
-        for (int n = 0; n < NR; n++) {
-            etn_real *a = A + 3 + (t * NR + n) * 3;
-            for (int m = 0; m < 3; m++) a[m] += Q[n] * Y[1 + m];
-        }
+/* The same, on 8 pairs at once (one per vector lane) */
+/* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
+ETN_FN void radial_v(etn_vec d, etn_vec *Q, etn_vec *dQ) {
+    const etn_real w = ETN_RCUT - ETN_RMIN;
+    const etn_vec xi = (2 * d - ETN_RMIN - ETN_RCUT) / w, zero = d * 0;
+    const etn_vec f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
+    etn_vec T[NR + 1], dT[NR + 1];
+    T[0] = zero + 1; dT[0] = zero; T[1] = xi; dT[1] = zero + 1;
+    for (int n = 2; n < NR; n++) {
+        T[n] = 2 * xi * T[n - 1] - T[n - 2];
+        dT[n] = 2 * T[n - 1] + 2 * xi * dT[n - 1] - dT[n - 2];
+    }
+    for (int n = 0; n < NR; n++) {
+        Q[n] = T[n] * f;
+        dQ[n] = dT[n] * (2 / w) * f + T[n] * df;
     }
 }
+
+/* Real spherical harmonics Y[l*l + l + m] = R_lm(u) at a unit vector u (exact monomials). */
+ETN_FN void sph_v(const etn_vec *u, etn_vec *px, etn_vec *py, etn_vec *pz, etn_vec *Y) {
+    px[0] = py[0] = pz[0] = u[0] * 0 + 1;
+    for (int k = 1; k <= LMAX; k++) { px[k] = px[k - 1] * u[0]; py[k] = py[k - 1] * u[1]; pz[k] = pz[k - 1] * u[2]; }
+    Y[0] = 0.28209479177387814 * px[0] * py[0] * pz[0];
+    Y[1] = 0.4886025119029199 * px[0] * py[1] * pz[0];
+    Y[2] = 0.4886025119029199 * px[0] * py[0] * pz[1];
+    Y[3] = 0.4886025119029199 * px[1] * py[0] * pz[0];
+}
+
+/* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r| */
+ETN_FN void sph_grad_v(const etn_vec *u, etn_vec d, const etn_vec *px, const etn_vec *py,
+                            const etn_vec *pz, const etn_vec *Y, etn_vec (*dY)[3]) {
+    const etn_vec inv = 1 / d;
+    dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
+    dY[0][1] = (0.0 - 0 * Y[0] * u[1]) * inv;
+    dY[0][2] = (0.0 - 0 * Y[0] * u[2]) * inv;
+    dY[1][0] = (0.0 - 1 * Y[1] * u[0]) * inv;
+    dY[1][1] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[1] * u[1]) * inv;
+    dY[1][2] = (0.0 - 1 * Y[1] * u[2]) * inv;
+    dY[2][0] = (0.0 - 1 * Y[2] * u[0]) * inv;
+    dY[2][1] = (0.0 - 1 * Y[2] * u[1]) * inv;
+    dY[2][2] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[2] * u[2]) * inv;
+    dY[3][0] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[3] * u[0]) * inv;
+    dY[3][1] = (0.0 - 1 * Y[3] * u[1]) * inv;
+    dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
+}
+
+
 
 /* ==== core 1: 2 CG paths, bond 0 -> bond 1 ==== */
 
@@ -361,57 +386,107 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
     }
 }
 
-/* dV/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs p0 .. p1-1 */
-ETN_FN void pair_gradients(const etn_real *ETN_RESTRICT dA, long long p0, long long p1, const int *tj,
-                           const etn_real *r, etn_real *ETN_RESTRICT grad) {
-    for (long long p = p0; p < p1; p++) {
-        const etn_real *rv = r + 3 * p;
-        etn_real *gp = grad + 3 * p;
-        const etn_real d = sqrt(rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]);
-        if (d >= ETN_RCUT) { gp[0] = gp[1] = gp[2] = 0; continue; }
-        const etn_real u[3] = {rv[0] / d, rv[1] / d, rv[2] / d};
-        etn_real Q[NR], dQ[NR], Y[NSH], dY[NSH][3], GQ[NSH], GD[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-        radial(d, Q, dQ);
-        sph(u, px, py, pz, Y);
-        sph_grad(u, d, px, py, pz, Y, dY);
-        const int t = tj[p];
-        /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n: one independent
-           accumulator per (l, m), so the sums vectorise instead of forming one long dependency chain */
-        for (int m = 0; m < 1; m++) GQ[0 + m] = GD[0 + m] = 0;
-        for (int n = 0; n < NR; n++) {
-            const etn_real *da = dA + 0 + (t * NR + n) * 1;
-            for (int m = 0; m < 1; m++) {
-                GQ[0 + m] += da[m] * Q[n];
-                GD[0 + m] += da[m] * dQ[n];
-            }
+
+/* The batched evaluation visits the pairs of atom i by neighbour species t, 8 at a time: they
+   are perm[sg[t] .. sg[t + 1] - 1] with sg = seg + i * (ETN_N_SPECIES + 1) (built by etn_compute), so
+   every lane of a pair group shares t and dA[(t, n), l, m] is one broadcast scalar. */
+
+/* d = |r_ij| and u = r_ij/d of the pairs pp[0 .. np-1], one per lane; lanes past np and pairs beyond the
+   cutoff get d = r_cut, where Q_n and dQ_n/dr vanish exactly */
+ETN_FN void pair_lanes(const long long *pp, int np, const etn_real *r, etn_vec *d, etn_vec *u) {
+    etn_real x[8], y[8], z[8], s[8];
+    for (int v = 0; v < 8; v++) {
+        x[v] = ETN_RCUT; y[v] = z[v] = 0;
+        if (v < np) {
+            const etn_real *rv = r + 3 * pp[v];
+            if (rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2] < ETN_RCUT * ETN_RCUT) { x[v] = rv[0]; y[v] = rv[1]; z[v] = rv[2]; }
         }
-        for (int m = 0; m < 3; m++) GQ[1 + m] = GD[1 + m] = 0;
-        for (int n = 0; n < NR; n++) {
-            const etn_real *da = dA + 3 + (t * NR + n) * 3;
-            for (int m = 0; m < 3; m++) {
-                GQ[1 + m] += da[m] * Q[n];
-                GD[1 + m] += da[m] * dQ[n];
-            }
-        }
-        etn_real s = 0, gx = 0, gy = 0, gz = 0;
-        for (int k = 0; k < NSH; k++) {
-            s += GD[k] * Y[k];
-            gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2];
-        }
-        gx += s * u[0]; gy += s * u[1]; gz += s * u[2];
-        gp[0] = gx; gp[1] = gy; gp[2] = gz;
     }
+    for (int v = 0; v < 8; v++) s[v] = sqrt(x[v] * x[v] + y[v] * y[v] + z[v] * z[v]);
+    memcpy(d, s, sizeof s);
+    memcpy(u + 0, x, sizeof x);
+    memcpy(u + 1, y, sizeof y);
+    memcpy(u + 2, z, sizeof z);
+    const etn_vec inv = 1 / *d;
+    u[0] *= inv; u[1] *= inv; u[2] *= inv;
+}
+
+/* A[c, l, m] of one atom (as features()), with the radial basis and harmonics of 8 pairs at once */
+ETN_FN void features_v(const long long *perm, const long long *sg, const etn_real *r, etn_real *ETN_RESTRICT A) {
+    memset(A, 0, FEAT * sizeof(etn_real));
+    A[2] = 1; /* constant channel: c = C, l = 0 */
+    for (int t = 0; t < ETN_N_SPECIES; t++)
+        for (long long q = sg[t]; q < sg[t + 1]; q += 8) {
+            const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
+            etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            pair_lanes(perm + q, np, r, &d, u);
+            radial_v(d, Q, dQ);
+            sph_v(u, px, py, pz, Y);
+            for (int v = 0; v < np; v++) {
+                for (int n = 0; n < NR; n++) {
+                    etn_real *a = A + 0 + (t * NR + n) * 1;
+                    for (int m = 0; m < 1; m++) a[m] += Q[n][v] * Y[0 + m][v];
+                }
+                for (int n = 0; n < NR; n++) {
+                    etn_real *a = A + 3 + (t * NR + n) * 3;
+                    for (int m = 0; m < 3; m++) a[m] += Q[n][v] * Y[1 + m][v];
+                }
+            }
+        }
+}
+
+/* dV/dr_ij for the pairs of one atom (as pair_gradients()), 8 pairs of one neighbour species at once */
+ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *perm, const long long *sg,
+                             const etn_real *r, etn_real *ETN_RESTRICT grad) {
+    for (int t = 0; t < ETN_N_SPECIES; t++)
+        for (long long q = sg[t]; q < sg[t + 1]; q += 8) {
+            const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
+            etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], dY[NSH][3], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            pair_lanes(perm + q, np, r, &d, u);
+            radial_v(d, Q, dQ);
+            sph_v(u, px, py, pz, Y);
+            sph_grad_v(u, d, px, py, pz, Y, dY);
+            /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n */
+            const etn_vec zero = d * 0;
+            etn_vec GQ[NSH], GD[NSH];
+            for (int m = 0; m < 1; m++) GQ[0 + m] = GD[0 + m] = zero;
+            for (int n = 0; n < NR; n++) {
+                const etn_real *da = dA + 0 + (t * NR + n) * 1;
+                for (int m = 0; m < 1; m++) {
+                    GQ[0 + m] += da[m] * Q[n];
+                    GD[0 + m] += da[m] * dQ[n];
+                }
+            }
+            for (int m = 0; m < 3; m++) GQ[1 + m] = GD[1 + m] = zero;
+            for (int n = 0; n < NR; n++) {
+                const etn_real *da = dA + 3 + (t * NR + n) * 3;
+                for (int m = 0; m < 3; m++) {
+                    GQ[1 + m] += da[m] * Q[n];
+                    GD[1 + m] += da[m] * dQ[n];
+                }
+            }
+            etn_vec s = GD[0] * Y[0], gx = GQ[0] * dY[0][0], gy = GQ[0] * dY[0][1], gz = GQ[0] * dY[0][2];
+            for (int k = 1; k < NSH; k++) {
+                s += GD[k] * Y[k];
+                gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2];
+            }
+            gx += s * u[0]; gy += s * u[1]; gz += s * u[2];
+            for (int v = 0; v < np; v++) {
+                etn_real *gp = grad + 3 * perm[q + v];
+                gp[0] = gx[v]; gp[1] = gy[v]; gp[2] = gz[v];
+            }
+        }
 }
 
 /* Site energies e0[s_i] + V_i of the nl <= 8 centre atoms idx[0 .. nl-1], all of species si, one
    per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold zeros */
-ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *first, const int *tj,
+ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *perm, const long long *seg,
                   const etn_real *r, etn_real *energies, etn_real *grad) {
     etn_vec A[FEAT];
     memset(A, 0, sizeof A);
     for (int v = 0; v < nl; v++) {
         etn_real a[FEAT];
-        features(first[idx[v]], first[idx[v] + 1], tj, r, a);
+        features_v(perm, seg + (size_t)idx[v] * (ETN_N_SPECIES + 1), r, a);
         for (int f = 0; f < FEAT; f++) A[f][v] = a[f];
     }
     const etn_vec zero = {0};
@@ -436,7 +511,7 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     for (int v = 0; v < nl; v++) {
         etn_real da[FEAT];
         for (int f = 0; f < FEAT; f++) da[f] = dA[f][v];
-        pair_gradients(da, first[idx[v]], first[idx[v] + 1], tj, r, grad);
+        pair_gradients_v(da, perm, seg + (size_t)idx[v] * (ETN_N_SPECIES + 1), r, grad);
     }
 }
 
@@ -448,9 +523,16 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
         if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return -1;
     /* Batches of up to 8 atoms of one species (core 1's block depends on the centre's
        species), one atom per vector lane: order[] lists the atoms grouped by species, batch b is
-       order[start[b] .. start[b + 1] - 1]. */
+       order[start[b] .. start[b + 1] - 1]. Each atom's pairs are listed by neighbour species in perm[],
+       atom i's of species t at positions seg[i * (ETN_N_SPECIES + 1) + t] .. (+ 1) - 1. */
+    const long long n_pairs = first[n_atoms] - first[0];
     int *order = malloc(((size_t)2 * n_atoms + ETN_N_SPECIES + 2) * sizeof(int));
-    if (!order) return -2;
+    long long *perm = malloc((size_t)(n_pairs > 0 ? n_pairs : 1) * sizeof(long long));
+    long long *seg = malloc(((size_t)n_atoms * (ETN_N_SPECIES + 1) + 1) * sizeof(long long));
+    if (!order || !perm || !seg) {
+        free(order); free(perm); free(seg);
+        return -2;
+    }
     int *start = order + n_atoms, next[ETN_N_SPECIES + 1] = {0}, n_batches = 0;
     for (int i = 0; i < n_atoms; i++) next[species[i] + 1]++;
     for (int s = 0; s < ETN_N_SPECIES; s++) {
@@ -459,11 +541,18 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
     }
     start[n_batches] = n_atoms;
     for (int i = 0; i < n_atoms; i++) order[next[species[i]]++] = i;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n_atoms; i++) {
+        long long *sg = seg + (size_t)i * (ETN_N_SPECIES + 1), at[ETN_N_SPECIES] = {0};
+        for (long long p = first[i]; p < first[i + 1]; p++) at[neighbour_species[p]]++;
+        sg[0] = first[i] - first[0];
+        for (int t = 0; t < ETN_N_SPECIES; t++) { sg[t + 1] = sg[t] + at[t]; at[t] = sg[t]; }
+        for (long long p = first[i]; p < first[i + 1]; p++) perm[at[neighbour_species[p]]++] = p;
+    }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < n_batches; b++)
-        atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], first, neighbour_species, r,
-              energies, grad);
-    free(order);
+        atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad);
+    free(order); free(perm); free(seg);
     return 0;
 }
 
