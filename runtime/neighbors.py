@@ -62,6 +62,7 @@ class NeighborCache:
         if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
             raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
         self.i, self.j, self.S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)
+        self.shift = self.S @ atoms.cell.array  # the cell is part of the key: fixed until the next build
         self.positions = atoms.get_positions().copy()
         self._key = (atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
         self.rebuilds += 1
@@ -74,12 +75,15 @@ class NeighborCache:
         if key != self._key or len(pos) != len(self.positions) or (
                 len(pos) and np.max(np.sum((pos - self.positions) ** 2, axis=1)) > (self.skin / 2) ** 2):
             self._build(atoms)
-        r = pos[self.j] - pos[self.i] + self.S @ atoms.cell.array
+        # np.take rather than fancy indexing: several times faster on (n, 3) rows, and this runs every step
+        r = np.take(pos, self.j, axis=0)
+        r -= np.take(pos, self.i, axis=0)
+        r += self.shift
         d2 = np.einsum("pa,pa->p", r, r)
-        keep = d2 < self.spec.r_cut ** 2
-        if keep.any() and d2[keep].min() < OVERLAP ** 2:
-            k = np.flatnonzero(keep)[np.argmin(d2[keep])]
+        keep = np.flatnonzero(d2 < self.spec.r_cut ** 2)
+        if len(keep) and d2[keep].min() < OVERLAP ** 2:
+            k = keep[np.argmin(d2[keep])]
             raise ConfigurationError(
                 f"atoms {self.i[k]} and {self.j[k]} are {np.sqrt(d2[k]):.3g} Å apart (overlapping; minimum "
                 f"{OVERLAP} Å): check the structure (duplicated atoms, wrong cell or units)")
-        return Pairs(len(pos), self.species, self.i[keep], self.j[keep], np.ascontiguousarray(r[keep]))
+        return Pairs(len(pos), self.species, np.take(self.i, keep), np.take(self.j, keep), np.take(r, keep, axis=0))
