@@ -82,7 +82,7 @@ def openmp_flags(cc: tuple[str, ...]) -> tuple[str, ...]:
 
 def _key(source: Source, cc, flags) -> str:
     h = hashlib.sha256()
-    for part in (source.header, source.kernels, _compiler_id(tuple(cc)), " ".join(flags), platform.machine(),
+    for part in (source.header, source.kernels, " ".join(cc), _compiler_id(tuple(cc)), " ".join(flags), platform.machine(),
                  _cpu_model(), sysconfig.get_config_var("EXT_SUFFIX") or "", str(CACHE_VERSION)):
         h.update(part.encode())
         h.update(b"\0")

@@ -112,6 +112,15 @@ def test_cache_hit_reuses_module(kernel_cache):
     assert sorted(p.name for p in Path(cache_dir()).glob("*/_etn_*")) == before
 
 
+def test_cache_key_follows_the_compiler_command():
+    """CC="gcc -g" (extra arguments in CC) must not reuse a build made with plain gcc."""
+    from etn.build import FLAGS, _key
+
+    src = render(etn.schedule(etn.catalogue.load("tiny")))
+    assert _key(src, ("cc",), FLAGS) == _key(src, ("cc",), FLAGS)
+    assert _key(src, ("cc",), FLAGS) != _key(src, ("cc", "-g"), FLAGS)
+
+
 def test_missing_compiler(monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     with pytest.raises(CompilerError, match="no C compiler found.*CC environment variable"):
