@@ -29,7 +29,8 @@ from pathlib import Path
 from .codegen import Source
 
 CACHE_VERSION = 1
-FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"]
+# -ffp-contract=fast: fused multiply-adds (ISO C modes leave them off by default); about 6% on `default`
+FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c99"]
 
 
 class CompilerError(RuntimeError):
