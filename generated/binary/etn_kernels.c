@@ -39,73 +39,8 @@ int etn_set_num_threads(int n) {
 
 typedef etn_real etn_vec __attribute__((vector_size(8 * sizeof(etn_real)))); /* 8 atoms */
 /* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
-ETN_FN void radial(etn_real d, etn_real *Q, etn_real *dQ) {
-    const etn_real w = ETN_RCUT - ETN_RMIN;
-    const etn_real xi = (2 * d - ETN_RMIN - ETN_RCUT) / w, zero = d * 0;
-    const etn_real f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
-    etn_real T[NR + 1], dT[NR + 1];
-    T[0] = zero + 1; dT[0] = zero; T[1] = xi; dT[1] = zero + 1;
-    for (int n = 2; n < NR; n++) {
-        T[n] = 2 * xi * T[n - 1] - T[n - 2];
-        dT[n] = 2 * T[n - 1] + 2 * xi * dT[n - 1] - dT[n - 2];
-    }
-    for (int n = 0; n < NR; n++) {
-        Q[n] = T[n] * f;
-        dQ[n] = dT[n] * (2 / w) * f + T[n] * df;
-    }
-}
-
-/* Real spherical harmonics Y[l*l + l + m] = R_lm(u) at a unit vector u (exact monomials). */
-ETN_FN void sph(const etn_real *u, etn_real *px, etn_real *py, etn_real *pz, etn_real *Y) {
-    px[0] = py[0] = pz[0] = u[0] * 0 + 1;
-    for (int k = 1; k <= LMAX; k++) { px[k] = px[k - 1] * u[0]; py[k] = py[k - 1] * u[1]; pz[k] = pz[k - 1] * u[2]; }
-    Y[0] = 0.28209479177387814 * px[0] * py[0] * pz[0];
-    Y[1] = 0.4886025119029199 * px[0] * py[1] * pz[0];
-    Y[2] = 0.4886025119029199 * px[0] * py[0] * pz[1];
-    Y[3] = 0.4886025119029199 * px[1] * py[0] * pz[0];
-    Y[4] = 1.0925484305920792 * px[1] * py[1] * pz[0];
-    Y[5] = 1.0925484305920792 * px[0] * py[1] * pz[1];
-    Y[6] = -0.31539156525252 * px[2] * py[0] * pz[0] + -0.31539156525252 * px[0] * py[2] * pz[0] + 0.63078313050504 * px[0] * py[0] * pz[2];
-    Y[7] = 1.0925484305920792 * px[1] * py[0] * pz[1];
-    Y[8] = 0.5462742152960396 * px[2] * py[0] * pz[0] + -0.5462742152960396 * px[0] * py[2] * pz[0];
-}
-
-/* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r| */
-ETN_FN void sph_grad(const etn_real *u, etn_real d, const etn_real *px, const etn_real *py,
-                            const etn_real *pz, const etn_real *Y, etn_real (*dY)[3]) {
-    const etn_real inv = 1 / d;
-    dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
-    dY[0][1] = (0.0 - 0 * Y[0] * u[1]) * inv;
-    dY[0][2] = (0.0 - 0 * Y[0] * u[2]) * inv;
-    dY[1][0] = (0.0 - 1 * Y[1] * u[0]) * inv;
-    dY[1][1] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[1] * u[1]) * inv;
-    dY[1][2] = (0.0 - 1 * Y[1] * u[2]) * inv;
-    dY[2][0] = (0.0 - 1 * Y[2] * u[0]) * inv;
-    dY[2][1] = (0.0 - 1 * Y[2] * u[1]) * inv;
-    dY[2][2] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[2] * u[2]) * inv;
-    dY[3][0] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[3] * u[0]) * inv;
-    dY[3][1] = (0.0 - 1 * Y[3] * u[1]) * inv;
-    dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
-    dY[4][0] = (1.0925484305920792 * px[0] * py[1] * pz[0] - 2 * Y[4] * u[0]) * inv;
-    dY[4][1] = (1.0925484305920792 * px[1] * py[0] * pz[0] - 2 * Y[4] * u[1]) * inv;
-    dY[4][2] = (0.0 - 2 * Y[4] * u[2]) * inv;
-    dY[5][0] = (0.0 - 2 * Y[5] * u[0]) * inv;
-    dY[5][1] = (1.0925484305920792 * px[0] * py[0] * pz[1] - 2 * Y[5] * u[1]) * inv;
-    dY[5][2] = (1.0925484305920792 * px[0] * py[1] * pz[0] - 2 * Y[5] * u[2]) * inv;
-    dY[6][0] = (-0.63078313050504 * px[1] * py[0] * pz[0] - 2 * Y[6] * u[0]) * inv;
-    dY[6][1] = (-0.63078313050504 * px[0] * py[1] * pz[0] - 2 * Y[6] * u[1]) * inv;
-    dY[6][2] = (1.26156626101008 * px[0] * py[0] * pz[1] - 2 * Y[6] * u[2]) * inv;
-    dY[7][0] = (1.0925484305920792 * px[0] * py[0] * pz[1] - 2 * Y[7] * u[0]) * inv;
-    dY[7][1] = (0.0 - 2 * Y[7] * u[1]) * inv;
-    dY[7][2] = (1.0925484305920792 * px[1] * py[0] * pz[0] - 2 * Y[7] * u[2]) * inv;
-    dY[8][0] = (1.0925484305920792 * px[1] * py[0] * pz[0] - 2 * Y[8] * u[0]) * inv;
-    dY[8][1] = (-1.0925484305920792 * px[0] * py[1] * pz[0] - 2 * Y[8] * u[1]) * inv;
-    dY[8][2] = (0.0 - 2 * Y[8] * u[2]) * inv;
-}
-
-/* The same, on 8 pairs at once (one per vector lane) */
-/* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
-ETN_FN void radial_v(etn_vec d, etn_vec *Q, etn_vec *dQ) {
+ETN_FN void radial_v(const etn_vec *dp, etn_vec *Q, etn_vec *dQ) { /* d by pointer: no vector passed by value */
+    const etn_vec d = *dp;
     const etn_real w = ETN_RCUT - ETN_RMIN;
     const etn_vec xi = (2 * d - ETN_RMIN - ETN_RCUT) / w, zero = d * 0;
     const etn_vec f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
@@ -137,9 +72,9 @@ ETN_FN void sph_v(const etn_vec *u, etn_vec *px, etn_vec *py, etn_vec *pz, etn_v
 }
 
 /* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r| */
-ETN_FN void sph_grad_v(const etn_vec *u, etn_vec d, const etn_vec *px, const etn_vec *py,
+ETN_FN void sph_grad_v(const etn_vec *u, const etn_vec *dp, const etn_vec *px, const etn_vec *py,
                             const etn_vec *pz, const etn_vec *Y, etn_vec (*dY)[3]) {
-    const etn_vec inv = 1 / d;
+    const etn_vec inv = 1 / *dp;
     dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
     dY[0][1] = (0.0 - 0 * Y[0] * u[1]) * inv;
     dY[0][2] = (0.0 - 0 * Y[0] * u[2]) * inv;
@@ -1452,7 +1387,7 @@ ETN_FN void features_v(const long long *perm, const long long *sg, const etn_rea
             const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
             etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
             pair_lanes(perm + q, np, r, &d, u);
-            radial_v(d, Q, dQ);
+            radial_v(&d, Q, dQ);
             sph_v(u, px, py, pz, Y);
             for (int v = 0; v < np; v++) {
                 for (int n = 0; n < NR; n++) {
@@ -1479,9 +1414,9 @@ ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *p
             const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
             etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], dY[NSH][3], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
             pair_lanes(perm + q, np, r, &d, u);
-            radial_v(d, Q, dQ);
+            radial_v(&d, Q, dQ);
             sph_v(u, px, py, pz, Y);
-            sph_grad_v(u, d, px, py, pz, Y, dY);
+            sph_grad_v(u, &d, px, py, pz, Y, dY);
             /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n */
             const etn_vec zero = d * 0;
             etn_vec GQ[NSH], GD[NSH];
