@@ -33,7 +33,7 @@ class CBackend:
         csr = PairsCSR(pairs, self.np_dtype)
         p = np.ascontiguousarray(params, dtype=self.np_dtype)
         energies = np.zeros(N, dtype=self.np_dtype)
-        grad = np.zeros((len(csr.r), 3), dtype=self.np_dtype)
+        grad = np.empty((len(csr.r), 3), dtype=self.np_dtype)  # etn_compute writes every row
         rc = self.lib.etn_compute(
             self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
             self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),

@@ -47,9 +47,10 @@ def test_c_matches_numpy_reference(model):
 
 
 def test_c_batches_of_any_size_and_dense_neighbourhoods(model):
-    """The C kernels take 8 (float64) atoms of one species at a time, one per SIMD lane, and each atom's
-    pairs by neighbour species in groups of 8: odd batch sizes, a species with a single atom and over
-    30 neighbours of one species per atom must all come out as the reference's."""
+    """The C kernels take 8 (float64) atoms of one species at a time, one per SIMD lane, and run through
+    each lane's pairs by neighbour species, slot by slot, lanes without a pair idle: odd batch sizes, a
+    species with a single atom and over 30 neighbours of one species per atom must all come out as the
+    reference's."""
     sp = model.spec.species
     atoms = random_crystal(sp, seed=6, reps=(3, 1, 1), a=3.3, rattle=0.05)  # 12 atoms, 54 neighbours each within 5 Å
     atoms.symbols = [sp[0]] * 11 + [sp[-1]]
@@ -58,6 +59,26 @@ def test_c_batches_of_any_size_and_dense_neighbourhoods(model):
         c = model.evaluate(atoms, backend=backend)
         np.testing.assert_allclose(c["energies"], ref["energies"], rtol=0, atol=tol * np.abs(ref["energies"]).max())
         np.testing.assert_allclose(c["forces"], ref["forces"], rtol=0, atol=tol * np.abs(ref["forces"]).max())
+
+
+def test_c_ignores_pairs_beyond_the_cutoff():
+    """A simulator's neighbour list (LAMMPS, the C API) holds pairs out to r_cut + skin: they change no
+    energy and get a zero gradient, however the atoms' neighbour counts differ within a batch."""
+    from ase.neighborlist import neighbor_list
+
+    from etn.neighbors import Pairs, pairs
+
+    pot = etn.Potential.random(etn.catalogue.load("small"), seed=5)
+    atoms = random_crystal(pot.spec.species, seed=7, reps=(2, 2, 1), rattle=0.2)
+    i, j, D = neighbor_list("ijD", atoms, pot.spec.r_cut + 1.0)
+    wide = Pairs(len(atoms), pairs(atoms, pot.spec).species, i, j, D)
+    beyond = np.linalg.norm(D, axis=1) >= pot.spec.r_cut
+    assert beyond.sum() > 10
+    be = pot._get_backend("c-float64")
+    e_wide, g_wide = be.compute(pot.params, wide)
+    e, _ = be.compute(pot.params, pairs(atoms, pot.spec))
+    np.testing.assert_allclose(e_wide, e, rtol=0, atol=1e-13 * np.abs(e).max())
+    assert np.all(g_wide[beyond] == 0) and np.all(np.abs(g_wide[~beyond]).sum(axis=1) > 0)
 
 
 def test_float32_within_documented_tolerance(model):

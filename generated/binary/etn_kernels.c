@@ -41,9 +41,9 @@ typedef etn_real etn_vec __attribute__((vector_size(8 * sizeof(etn_real)))); /* 
 /* Q_n(r) = T_n(xi) ((r_cut - r)/(r_cut - r_min))^2 and dQ_n/dr */
 ETN_FN void radial_v(const etn_vec *dp, etn_vec *Q, etn_vec *dQ) { /* d by pointer: no vector passed by value */
     const etn_vec d = *dp;
-    const etn_real w = ETN_RCUT - ETN_RMIN;
-    const etn_vec xi = (2 * d - ETN_RMIN - ETN_RCUT) / w, zero = d * 0;
-    const etn_vec f = (ETN_RCUT - d) * (ETN_RCUT - d) / (w * w), df = -2 * (ETN_RCUT - d) / (w * w);
+    const etn_real iw = 1 / (ETN_RCUT - ETN_RMIN); /* a constant: multiplications, no divisions */
+    const etn_vec xi = (2 * d - ETN_RMIN - ETN_RCUT) * iw, zero = d * 0;
+    const etn_vec f = (ETN_RCUT - d) * (ETN_RCUT - d) * (iw * iw), df = -2 * (ETN_RCUT - d) * (iw * iw);
     etn_vec T[NR + 1], dT[NR + 1];
     T[0] = zero + 1; dT[0] = zero; T[1] = xi; dT[1] = zero + 1;
     for (int n = 2; n < NR; n++) {
@@ -52,7 +52,7 @@ ETN_FN void radial_v(const etn_vec *dp, etn_vec *Q, etn_vec *dQ) { /* d by point
     }
     for (int n = 0; n < NR; n++) {
         Q[n] = T[n] * f;
-        dQ[n] = dT[n] * (2 / w) * f + T[n] * df;
+        dQ[n] = dT[n] * (2 * iw) * f + T[n] * df;
     }
 }
 
@@ -71,10 +71,10 @@ ETN_FN void sph_v(const etn_vec *u, etn_vec *px, etn_vec *py, etn_vec *pz, etn_v
     Y[8] = 0.5462742152960396 * px[2] * py[0] * pz[0] + -0.5462742152960396 * px[0] * py[2] * pz[0];
 }
 
-/* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r| */
-ETN_FN void sph_grad_v(const etn_vec *u, const etn_vec *dp, const etn_vec *px, const etn_vec *py,
+/* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r|, given ip = 1/|r| */
+ETN_FN void sph_grad_v(const etn_vec *u, const etn_vec *ip, const etn_vec *px, const etn_vec *py,
                             const etn_vec *pz, const etn_vec *Y, etn_vec (*dY)[3]) {
-    const etn_vec inv = 1 / *dp;
+    const etn_vec inv = *ip;
     dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
     dY[0][1] = (0.0 - 0 * Y[0] * u[1]) * inv;
     dY[0][2] = (0.0 - 0 * Y[0] * u[2]) * inv;
@@ -1354,75 +1354,86 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 }
 
 
-/* The batched evaluation visits the pairs of atom i by neighbour species t, 8 at a time: they
-   are perm[sg[t] .. sg[t + 1] - 1] with sg = seg + i * (ETN_N_SPECIES + 1) (built by etn_compute), so
-   every lane of a pair group shares t and dA[(t, n), l, m] is one broadcast scalar. */
+/* The batched evaluation keeps one atom per vector lane for the pairs too. Each atom's pairs are listed
+   by neighbour species (built by etn_compute): atom i's with species t are perm[sg[t] .. sg[t + 1] - 1],
+   sg = seg + i * (ETN_N_SPECIES + 1). Slot (t, k) of a batch holds, in lane v, the k-th pair of atom
+   idx[v] with a neighbour of species t, or none; so dA[(t, n), l, m] and A are read and summed as whole
+   vectors, with no transposes between the pair and the contraction layouts. */
 
-/* d = |r_ij| and u = r_ij/d of the pairs pp[0 .. np-1], one per lane; lanes past np and pairs beyond the
-   cutoff get d = r_cut, where Q_n and dQ_n/dr vanish exactly */
-ETN_FN void pair_lanes(const long long *pp, int np, const etn_real *r, etn_vec *d, etn_vec *u) {
-    etn_real x[8], y[8], z[8], s[8];
+/* The pairs of slot (t, k), one per lane (-1: none), and d = |r_ij|, id = 1/d, u = r_ij/d; a lane
+   without a pair gets d = r_cut, where Q_n and dQ_n/dr vanish exactly */
+ETN_FN void slot(const long long *perm, const long long *const *sg, int t, long long k, const etn_real *r,
+                 long long *pp, etn_vec *d, etn_vec *id, etn_vec *u) {
+    static const etn_real none[3] = {ETN_RCUT, 0, 0};
+    const etn_real *rv[8];
     for (int v = 0; v < 8; v++) {
-        x[v] = ETN_RCUT; y[v] = z[v] = 0;
-        if (v < np) {
-            const etn_real *rv = r + 3 * pp[v];
-            if (rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2] < ETN_RCUT * ETN_RCUT) { x[v] = rv[0]; y[v] = rv[1]; z[v] = rv[2]; }
-        }
+        pp[v] = sg[v] && sg[v][t] + k < sg[v][t + 1] ? perm[sg[v][t] + k] : -1;
+        rv[v] = pp[v] >= 0 ? r + 3 * pp[v] : none;
     }
-    for (int v = 0; v < 8; v++) s[v] = sqrt(x[v] * x[v] + y[v] * y[v] + z[v] * z[v]);
-    memcpy(d, s, sizeof s);
-    memcpy(u + 0, x, sizeof x);
-    memcpy(u + 1, y, sizeof y);
-    memcpy(u + 2, z, sizeof z);
-    const etn_vec inv = 1 / *d;
-    u[0] *= inv; u[1] *= inv; u[2] *= inv;
+    /* built from scalars in registers: no vector load of separately stored lanes */
+    const etn_vec x = { rv[0][0], rv[1][0], rv[2][0], rv[3][0], rv[4][0], rv[5][0], rv[6][0], rv[7][0] };
+    const etn_vec y = { rv[0][1], rv[1][1], rv[2][1], rv[3][1], rv[4][1], rv[5][1], rv[6][1], rv[7][1] };
+    const etn_vec z = { rv[0][2], rv[1][2], rv[2][2], rv[3][2], rv[4][2], rv[5][2], rv[6][2], rv[7][2] };
+    const etn_vec s = x * x + y * y + z * z;
+    etn_vec dd;
+    for (int v = 0; v < 8; v++) dd[v] = sqrt(s[v]);
+    const etn_vec inv = 1 / dd;
+    *d = dd; *id = inv; u[0] = x * inv; u[1] = y * inv; u[2] = z * inv;
 }
 
-/* A[c, l, m] of one atom (as features()), with the radial basis and harmonics of 8 pairs at once */
-ETN_FN void features_v(const long long *perm, const long long *sg, const etn_real *r, etn_real *ETN_RESTRICT A) {
-    memset(A, 0, FEAT * sizeof(etn_real));
-    A[6] = 1; /* constant channel: c = C, l = 0 */
+/* The largest count of species-t neighbours over the lanes of a batch */
+ETN_FN long long slots(const long long *const *sg, int t) {
+    long long kmax = 0;
+    for (int v = 0; v < 8; v++)
+        if (sg[v] && sg[v][t + 1] - sg[v][t] > kmax) kmax = sg[v][t + 1] - sg[v][t];
+    return kmax;
+}
+
+/* A[c, l, m] = sum over pairs of Q_n(r) Y_lm(r/|r|), c = species(j) * NR + n, plus the constant channel,
+   for the atoms of a batch, one per lane */
+ETN_FN void features_v(const long long *perm, const long long *const *sg, const etn_real *r,
+                       etn_vec *ETN_RESTRICT A) {
+    memset(A, 0, FEAT * sizeof(etn_vec));
+    A[6] += 1; /* constant channel: c = C, l = 0 */
     for (int t = 0; t < ETN_N_SPECIES; t++)
-        for (long long q = sg[t]; q < sg[t + 1]; q += 8) {
-            const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
-            etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-            pair_lanes(perm + q, np, r, &d, u);
+        for (long long k = 0, kmax = slots(sg, t); k < kmax; k++) {
+            long long pp[8];
+            etn_vec d, id, u[3], Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            slot(perm, sg, t, k, r, pp, &d, &id, u);
             radial_v(&d, Q, dQ);
             sph_v(u, px, py, pz, Y);
-            for (int v = 0; v < np; v++) {
-                for (int n = 0; n < NR; n++) {
-                    etn_real *a = A + 0 + (t * NR + n) * 1;
-                    for (int m = 0; m < 1; m++) a[m] += Q[n][v] * Y[0 + m][v];
-                }
-                for (int n = 0; n < NR; n++) {
-                    etn_real *a = A + 7 + (t * NR + n) * 3;
-                    for (int m = 0; m < 3; m++) a[m] += Q[n][v] * Y[1 + m][v];
-                }
-                for (int n = 0; n < NR; n++) {
-                    etn_real *a = A + 25 + (t * NR + n) * 5;
-                    for (int m = 0; m < 5; m++) a[m] += Q[n][v] * Y[4 + m][v];
-                }
+            for (int n = 0; n < NR; n++) {
+                etn_vec *a = A + 0 + (t * NR + n) * 1;
+                for (int m = 0; m < 1; m++) a[m] += Q[n] * Y[0 + m];
+            }
+            for (int n = 0; n < NR; n++) {
+                etn_vec *a = A + 7 + (t * NR + n) * 3;
+                for (int m = 0; m < 3; m++) a[m] += Q[n] * Y[1 + m];
+            }
+            for (int n = 0; n < NR; n++) {
+                etn_vec *a = A + 25 + (t * NR + n) * 5;
+                for (int m = 0; m < 5; m++) a[m] += Q[n] * Y[4 + m];
             }
         }
 }
 
-/* dV/dr_ij for the pairs of one atom (as pair_gradients()), 8 pairs of one neighbour species at once */
-ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *perm, const long long *sg,
+/* dV_i/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs of the atoms of a batch */
+ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *perm, const long long *const *sg,
                              const etn_real *r, etn_real *ETN_RESTRICT grad) {
     for (int t = 0; t < ETN_N_SPECIES; t++)
-        for (long long q = sg[t]; q < sg[t + 1]; q += 8) {
-            const int np = sg[t + 1] - q < 8 ? (int)(sg[t + 1] - q) : 8;
-            etn_vec d, u[3], Q[NR], dQ[NR], Y[NSH], dY[NSH][3], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-            pair_lanes(perm + q, np, r, &d, u);
+        for (long long k = 0, kmax = slots(sg, t); k < kmax; k++) {
+            long long pp[8];
+            etn_vec d, id, u[3], Q[NR], dQ[NR], Y[NSH], dY[NSH][3], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            slot(perm, sg, t, k, r, pp, &d, &id, u);
             radial_v(&d, Q, dQ);
             sph_v(u, px, py, pz, Y);
-            sph_grad_v(u, &d, px, py, pz, Y, dY);
+            sph_grad_v(u, &id, px, py, pz, Y, dY);
             /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n */
             const etn_vec zero = d * 0;
             etn_vec GQ[NSH], GD[NSH];
             for (int m = 0; m < 1; m++) GQ[0 + m] = GD[0 + m] = zero;
             for (int n = 0; n < NR; n++) {
-                const etn_real *da = dA + 0 + (t * NR + n) * 1;
+                const etn_vec *da = dA + 0 + (t * NR + n) * 1;
                 for (int m = 0; m < 1; m++) {
                     GQ[0 + m] += da[m] * Q[n];
                     GD[0 + m] += da[m] * dQ[n];
@@ -1430,7 +1441,7 @@ ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *p
             }
             for (int m = 0; m < 3; m++) GQ[1 + m] = GD[1 + m] = zero;
             for (int n = 0; n < NR; n++) {
-                const etn_real *da = dA + 7 + (t * NR + n) * 3;
+                const etn_vec *da = dA + 7 + (t * NR + n) * 3;
                 for (int m = 0; m < 3; m++) {
                     GQ[1 + m] += da[m] * Q[n];
                     GD[1 + m] += da[m] * dQ[n];
@@ -1438,7 +1449,7 @@ ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *p
             }
             for (int m = 0; m < 5; m++) GQ[4 + m] = GD[4 + m] = zero;
             for (int n = 0; n < NR; n++) {
-                const etn_real *da = dA + 25 + (t * NR + n) * 5;
+                const etn_vec *da = dA + 25 + (t * NR + n) * 5;
                 for (int m = 0; m < 5; m++) {
                     GQ[4 + m] += da[m] * Q[n];
                     GD[4 + m] += da[m] * dQ[n];
@@ -1450,24 +1461,22 @@ ETN_FN void pair_gradients_v(const etn_real *ETN_RESTRICT dA, const long long *p
                 gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2];
             }
             gx += s * u[0]; gy += s * u[1]; gz += s * u[2];
-            for (int v = 0; v < np; v++) {
-                etn_real *gp = grad + 3 * perm[q + v];
-                gp[0] = gx[v]; gp[1] = gy[v]; gp[2] = gz[v];
-            }
+            for (int v = 0; v < 8; v++)
+                if (pp[v] >= 0) {
+                    etn_real *gp = grad + 3 * pp[v];
+                    gp[0] = gx[v]; gp[1] = gy[v]; gp[2] = gz[v];
+                }
         }
 }
 
 /* Site energies e0[s_i] + V_i of the nl <= 8 centre atoms idx[0 .. nl-1], all of species si, one
-   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold zeros */
+   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold no pairs */
 ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *perm, const long long *seg,
                   const etn_real *r, etn_real *energies, etn_real *grad) {
+    const long long *sg[8];
+    for (int v = 0; v < 8; v++) sg[v] = v < nl ? seg + (size_t)idx[v] * (ETN_N_SPECIES + 1) : NULL;
     etn_vec A[FEAT];
-    memset(A, 0, sizeof A);
-    for (int v = 0; v < nl; v++) {
-        etn_real a[FEAT];
-        features_v(perm, seg + (size_t)idx[v] * (ETN_N_SPECIES + 1), r, a);
-        for (int f = 0; f < FEAT; f++) A[f][v] = a[f];
-    }
+    features_v(perm, sg, r, A);
     const etn_vec zero = {0};
     etn_vec h0[1] = {zero + 1};
     etn_vec h1[13];
@@ -1494,11 +1503,11 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
     bwd1(P, si, h0, A, rho1, NULL, dA);
-    for (int v = 0; v < nl; v++) {
-        etn_real da[FEAT];
-        for (int f = 0; f < FEAT; f++) da[f] = dA[f][v];
-        pair_gradients_v(da, perm, seg + (size_t)idx[v] * (ETN_N_SPECIES + 1), r, grad);
-    }
+    pair_gradients_v(dA, perm, sg, r, grad);
+}
+
+static inline int within(const etn_real *rv) {
+    return rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2] < ETN_RCUT * ETN_RCUT;
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
@@ -1509,36 +1518,54 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
         if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return -1;
     /* Batches of up to 8 atoms of one species (core 1's block depends on the centre's
        species), one atom per vector lane: order[] lists the atoms grouped by species, batch b is
-       order[start[b] .. start[b + 1] - 1]. Each atom's pairs are listed by neighbour species in perm[],
-       atom i's of species t at positions seg[i * (ETN_N_SPECIES + 1) + t] .. (+ 1) - 1. */
+       order[start[b] .. start[b + 1] - 1]. Each atom's pairs within the cutoff are listed by neighbour
+       species in perm[], atom i's of species t at positions seg[i * (ETN_N_SPECIES + 1) + t] .. (+ 1) - 1;
+       pairs at or beyond the cutoff contribute nothing: they are left out, with gradient 0. */
     const long long n_pairs = first[n_atoms] - first[0];
-    int *order = malloc(((size_t)2 * n_atoms + ETN_N_SPECIES + 2) * sizeof(int));
+    int *order = malloc(((size_t)3 * n_atoms + 2) * sizeof(int));
     long long *perm = malloc((size_t)(n_pairs > 0 ? n_pairs : 1) * sizeof(long long));
     long long *seg = malloc(((size_t)n_atoms * (ETN_N_SPECIES + 1) + 1) * sizeof(long long));
-    if (!order || !perm || !seg) {
+    long long max_n = ETN_N_SPECIES, *tally = NULL;
+    for (int i = 0; i < n_atoms; i++)
+        if (first[i + 1] - first[i] > max_n) max_n = first[i + 1] - first[i];
+    if (order && perm && seg) tally = malloc((size_t)(max_n + 1) * sizeof(long long));
+    if (!tally) {
         free(order); free(perm); free(seg);
         return -2;
     }
-    int *start = order + n_atoms, next[ETN_N_SPECIES + 1] = {0}, n_batches = 0;
-    for (int i = 0; i < n_atoms; i++) next[species[i] + 1]++;
-    for (int s = 0; s < ETN_N_SPECIES; s++) {
-        for (int k = next[s]; k < next[s] + next[s + 1]; k += 8) start[n_batches++] = k;
-        next[s + 1] += next[s];
-    }
-    start[n_batches] = n_atoms;
-    for (int i = 0; i < n_atoms; i++) order[next[species[i]]++] = i;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n_atoms; i++) {
         long long *sg = seg + (size_t)i * (ETN_N_SPECIES + 1), at[ETN_N_SPECIES] = {0};
-        for (long long p = first[i]; p < first[i + 1]; p++) at[neighbour_species[p]]++;
+        for (long long p = first[i]; p < first[i + 1]; p++)
+            if (within(r + 3 * p)) at[neighbour_species[p]]++;
+            else if (grad) grad[3 * p] = grad[3 * p + 1] = grad[3 * p + 2] = 0;
         sg[0] = first[i] - first[0];
         for (int t = 0; t < ETN_N_SPECIES; t++) { sg[t + 1] = sg[t] + at[t]; at[t] = sg[t]; }
-        for (long long p = first[i]; p < first[i + 1]; p++) perm[at[neighbour_species[p]]++] = p;
+        for (long long p = first[i]; p < first[i + 1]; p++)
+            if (within(r + 3 * p)) perm[at[neighbour_species[p]]++] = p;
     }
+    /* The atoms in the order of (species, number of neighbours of species 0, of 1, ...): a batch's
+       lanes then have similar neighbour counts, so fewer pair slots run with empty lanes. Stable
+       counting sorts from the last key to the first. */
+    int *start = order + n_atoms, *tmp = order + 2 * n_atoms + 2, n_batches = 0;
+    for (int i = 0; i < n_atoms; i++) order[i] = i;
+    for (int key = ETN_N_SPECIES; key >= 0; key--) {
+        memset(tally, 0, (size_t)(max_n + 1) * sizeof(long long));
+#define ETN_KEY(i) (key ? seg[(size_t)(i) * (ETN_N_SPECIES + 1) + key] - seg[(size_t)(i) * (ETN_N_SPECIES + 1) + key - 1] : species[i])
+        for (int k = 0; k < n_atoms; k++) tally[ETN_KEY(order[k])]++;
+        for (long long c = 0, sum = 0; c <= max_n; c++) { const long long t = tally[c]; tally[c] = sum; sum += t; }
+        for (int k = 0; k < n_atoms; k++) tmp[tally[ETN_KEY(order[k])]++] = order[k];
+#undef ETN_KEY
+        memcpy(order, tmp, (size_t)n_atoms * sizeof(int));
+    }
+    for (int k = 0; k < n_atoms; k++)
+        if (k == 0 || species[order[k]] != species[order[k - 1]] || k - start[n_batches - 1] == 8)
+            start[n_batches++] = k;
+    start[n_batches] = n_atoms;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < n_batches; b++)
         atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad);
-    free(order); free(perm); free(seg);
+    free(order); free(perm); free(seg); free(tally);
     return 0;
 }
 
