@@ -6,7 +6,8 @@ separately), the schedule's FLOPs per atom divided by the kernel time as a fract
 float64 matmul peak (measured here), and the speed-up over the numpy reference. Side by side, in
 the same run and on the same cell, motep's MTP level-16 C engine (single-threaded; `pip install
 motep`; the untrained level-16 basis is derived by `mtp_basis.py`), timed the same way.
-Parameters are random: speed does not depend on their values.
+Parameters are random: speed does not depend on their values. Every time is the fastest of
+several calls after a warm-up.
 
     python benchmarks/speed.py            # prints a report; redirect it into benchmarks/results/
 """
@@ -38,11 +39,14 @@ def cell(seed=0):
 
 
 def timed(fn, repeat):
+    """The fastest of ``repeat`` calls after a warm-up (the least disturbed by other work on the machine)."""
     fn()
-    t = time.perf_counter()
+    best = float("inf")
     for _ in range(repeat):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / repeat
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def mtp16(atoms, repeat=5):
@@ -87,15 +91,15 @@ def main():
               f"{flops_atom / 1e3:.1f} kFLOP per atom (schedule)")
         for threads in (1, os.cpu_count()):
             be.set_num_threads(threads)
-            t_kernel = timed(lambda: be.compute(pot.params, pr), 5)
-            t_step = timed(lambda: pot.evaluate(atoms, backend="c", neighbors=nl), 5)
+            t_kernel = timed(lambda: be.compute(pot.params, pr), 10)
+            t_step = timed(lambda: pot.evaluate(atoms, backend="c", neighbors=nl), 10)
             print(f"  C, {threads} thread(s): {1e6 * t_step / N:7.1f} µs/atom/step E+F+S "
                   f"(kernel {1e6 * t_kernel / N:.1f} µs/atom, {flops_atom * N / t_kernel / 1e9:.2f} GFLOP/s, "
                   f"{100 * flops_atom * N / t_kernel / 1e9 / peak / threads:.0f}% of peak per thread)")
         be.set_num_threads(1)
         ref = pot._get_backend("numpy")
-        t_np = timed(lambda: ref.compute(pot.params, pr), 1)
-        t_c = timed(lambda: be.compute(pot.params, pr), 5)
+        t_np = timed(lambda: ref.compute(pot.params, pr), 2)
+        t_c = timed(lambda: be.compute(pot.params, pr), 10)
         print(f"  numpy reference: {1e6 * t_np / N:.0f} µs/atom; the C kernels are {t_np / t_c:.0f}x faster "
               f"(1 thread, same pairs)")
         print(f"  neighbour list rebuild (ASE, r_cut + 0.5 Å skin): {1e6 * t_nl / N:.1f} µs/atom, "

@@ -172,7 +172,7 @@ def schedule(spec: Spec) -> Schedule:
 
     add("e0", (S,))
     cores = []
-    fwd_atom = 0
+    fwd_atom = compress_atom = 0
     for k in range(1, spec.cores + 1):
         K = spec.K(k)
         compress = []
@@ -181,6 +181,7 @@ def schedule(spec: Spec) -> Schedule:
                 add(f"core{k}.U.l{l}", (chan[l], K))
                 compress.append(f"core{k}.U.l{l}")
                 fwd_atom += 2 * chan[l] * K * (2 * l + 1)
+                compress_atom += 2 * chan[l] * K * (2 * l + 1)
         paths = []
         b_in, b_out = spec.bond(k - 1), spec.bond(k)
         for L_in, r_in in b_in.terms:
@@ -206,9 +207,11 @@ def schedule(spec: Spec) -> Schedule:
     dsh_terms = sum(len(p) for r in sh for p in r["dR"])
     # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
     fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
-    # backward per atom ~ twice the forward contraction (gradients w.r.t. h and A);
-    # per pair: SH gradients, Σ_n dA Q_n and Σ_n dA Q'_n, then the 3-vector assembly
-    bwd_atom = 2 * fwd_atom
+    # backward per atom: each path's adjoint costs twice its forward order (the gradients w.r.t. h and
+    # B; the C evaluation keeps the gA paths' X from the forward pass, CUDA computes it once more), the
+    # expansion dA += U dB as much as the compression; per pair: SH gradients, Σ_n dA Q_n and
+    # Σ_n dA Q'_n, then the 3-vector assembly
+    bwd_atom = 2 * (fwd_atom - compress_atom) + compress_atom
     bwd_pair = 8 * Nr + 2 * sh_terms + 2 * dsh_terms + 4 * Nr * n_sh + 12 * n_sh
     flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
              "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}

@@ -49,5 +49,7 @@ def test_schedule_consistent(name):
             shape = s1.block(p.param).shape
             assert shape[-3:] == (b_in.rank(p.L_in), core.K or spec.channels(p.l), b_out.rank(p.L_out))
             assert len(shape) == 3 + (core.k == 1)
-    assert d["flops"]["forward"]["per_atom"] == sum(p.flops[p.order] for c in s1.cores for p in c.paths) + sum(
-        2 * spec.channels(l) * c.K * (2 * l + 1) for c in s1.cores if c.K for l in range(spec.l_max + 1))
+    paths = sum(p.flops[p.order] for c in s1.cores for p in c.paths)
+    compress = sum(2 * spec.channels(l) * c.K * (2 * l + 1) for c in s1.cores if c.K for l in range(spec.l_max + 1))
+    assert d["flops"]["forward"]["per_atom"] == paths + compress
+    assert d["flops"]["backward"]["per_atom"] == 2 * paths + compress

@@ -195,19 +195,20 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk) {
     (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
-    { /* path (0, 0, 0) */
+    { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 2 + si * 14;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 0;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 2; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 2 + b) * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
+                dx[0] += (1.0 * rb[0]) * hi[0];
             }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -221,21 +222,22 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (0, 1, 1) */
+    { /* path (0, 1, 1), the adjoint of the gA order */
         const etn_real *g = P + 30 + si * 12;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 2;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[6];
         memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 2; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 2 + b) * 3;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                dx[1] += (1.0 * rb[1]) * hi[0];
+                dx[2] += (1.0 * rb[2]) * hi[0];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[3] = {0};
@@ -249,23 +251,24 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (0, 2, 2) */
+    { /* path (0, 2, 2), the adjoint of the gA order */
         const etn_real *g = P + 54 + si * 6;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 8;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[5];
         memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 5;
                 etn_vec *dx = dX + (a * 1 + b) * 5;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
-                dx[3] += 1.0 * hi[0] * rb[3];
-                dx[4] += 1.0 * hi[0] * rb[4];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                dx[1] += (1.0 * rb[1]) * hi[0];
+                dx[2] += (1.0 * rb[2]) * hi[0];
+                dx[3] += (1.0 * rb[3]) * hi[0];
+                dx[4] += (1.0 * rb[4]) * hi[0];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[5] = {0};
@@ -618,25 +621,25 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                  const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
                  const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
-    (void)Bk; /* unused when every path's X comes from fwd2 */
-    { /* path (0, 0, 0) */
+    { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 66;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 0;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[4];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd2 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 2; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 2 + b) * 1;
                 const etn_vec *x = X + (a * 2 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                ra[0] += (1.0 * rb[0]) * x[0];
             }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -650,126 +653,127 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (0, 1, 1) */
+    { /* path (0, 1, 1), the adjoint of the gh order */
         const etn_real *g = P + 94;
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 7;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 0;
-        etn_vec dX[6];
-        memset(dX, 0, sizeof dX);
-        etn_vec X[6];
-        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 1; b++) {
-                etn_vec acc[3] = {0};
-                for (int c = 0; c < 6; c++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *ac = B + c * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 1 + b) * 3;
-                for (int m = 0; m < 3; m++) x[m] = acc[m];
-            }
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
+        etn_vec W[6];
+        memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 1; b++) {
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 3;
-                etn_vec *dx = dX + (a * 1 + b) * 3;
-                const etn_vec *x = X + (a * 1 + b) * 3;
-                etn_vec *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                ra[0] += 1.0 * x[1] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
-                ra[0] += 1.0 * x[2] * rb[2];
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
-        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[3] = {0};
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 1; b++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
-                }
+        etn_vec dW[6];
+        for (int c = 0; c < 6; c++) {
+            etn_vec db[3] = {0};
+            const etn_vec *ac = B + c * 3;
+            for (int b = 0; b < 1; b++) {
+                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 3;
+                etn_vec dw[1] = {0};
+                db[0] += (1.0 * rb[0]) * w[0];
+                dw[0] += (1.0 * rb[0]) * ac[0];
+                db[1] += (1.0 * rb[1]) * w[0];
+                dw[0] += (1.0 * rb[1]) * ac[1];
+                db[2] += (1.0 * rb[2]) * w[0];
+                dw[0] += (1.0 * rb[2]) * ac[2];
+                for (int M = 0; M < 1; M++) dW[(c * 1 + b) * 1 + M] = dw[M];
+            }
             etn_vec *dbc = dB + c * 3;
-            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 3; m++) dbc[m] += db[m];
+        }
+        for (int a = 0; a < 2; a++) {
+            etn_vec acc[1] = {0};
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dW[(c * 1 + b) * 1 + M];
+            }
+            etn_vec *ra = ri + a * 1;
+            for (int M = 0; M < 1; M++) ra[M] += acc[M];
         }
     }
-    { /* path (0, 2, 2) */
+    { /* path (0, 2, 2), the adjoint of the gh order */
         const etn_real *g = P + 106;
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 0;
-        etn_vec dX[10];
-        memset(dX, 0, sizeof dX);
-        etn_vec X[10];
-        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 1; b++) {
-                etn_vec acc[5] = {0};
-                for (int c = 0; c < 6; c++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *ac = B + c * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 1 + b) * 5;
-                for (int m = 0; m < 5; m++) x[m] = acc[m];
-            }
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
+        etn_vec W[6];
+        memset(W, 0, sizeof W);
         for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 1; b++) {
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 5;
-                etn_vec *dx = dX + (a * 1 + b) * 5;
-                const etn_vec *x = X + (a * 1 + b) * 5;
-                etn_vec *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                ra[0] += 1.0 * x[1] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
-                ra[0] += 1.0 * x[2] * rb[2];
-                dx[3] += 1.0 * hi[0] * rb[3];
-                ra[0] += 1.0 * x[3] * rb[3];
-                dx[4] += 1.0 * hi[0] * rb[4];
-                ra[0] += 1.0 * x[4] * rb[4];
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
-        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[5] = {0};
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 1; b++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
-                }
+        etn_vec dW[6];
+        for (int c = 0; c < 6; c++) {
+            etn_vec db[5] = {0};
+            const etn_vec *ac = B + c * 5;
+            for (int b = 0; b < 1; b++) {
+                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 5;
+                etn_vec dw[1] = {0};
+                db[0] += (1.0 * rb[0]) * w[0];
+                dw[0] += (1.0 * rb[0]) * ac[0];
+                db[1] += (1.0 * rb[1]) * w[0];
+                dw[0] += (1.0 * rb[1]) * ac[1];
+                db[2] += (1.0 * rb[2]) * w[0];
+                dw[0] += (1.0 * rb[2]) * ac[2];
+                db[3] += (1.0 * rb[3]) * w[0];
+                dw[0] += (1.0 * rb[3]) * ac[3];
+                db[4] += (1.0 * rb[4]) * w[0];
+                dw[0] += (1.0 * rb[4]) * ac[4];
+                for (int M = 0; M < 1; M++) dW[(c * 1 + b) * 1 + M] = dw[M];
+            }
             etn_vec *dbc = dB + c * 5;
-            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 5; m++) dbc[m] += db[m];
+        }
+        for (int a = 0; a < 2; a++) {
+            etn_vec acc[1] = {0};
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dW[(c * 1 + b) * 1 + M];
+            }
+            etn_vec *ra = ri + a * 1;
+            for (int M = 0; M < 1; M++) ra[M] += acc[M];
         }
     }
-    { /* path (1, 0, 1) */
+    { /* path (1, 0, 1), the adjoint of the gA order */
         const etn_real *g = P + 118;
         const etn_vec *hin = h_in + 2;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 2;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 4; /* from fwd2 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
                 const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
-                dx[0] += 1.0 * hi[1] * rb[1];
-                ra[1] += 1.0 * x[0] * rb[1];
-                dx[0] += 1.0 * hi[2] * rb[2];
-                ra[2] += 1.0 * x[0] * rb[2];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                ra[0] += (1.0 * rb[0]) * x[0];
+                dx[0] += (1.0 * rb[1]) * hi[1];
+                ra[1] += (1.0 * rb[1]) * x[0];
+                dx[0] += (1.0 * rb[2]) * hi[2];
+                ra[2] += (1.0 * rb[2]) * x[0];
             }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -783,91 +787,74 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (1, 1, 0) */
+    { /* path (1, 1, 0), the adjoint of the hA order */
         const etn_real *g = P + 132;
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 7;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 2;
-        etn_vec dX[12];
-        memset(dX, 0, sizeof dX);
-        etn_vec X[12];
-        for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 2; b++) {
-                etn_vec acc[3] = {0};
-                for (int c = 0; c < 6; c++) {
-                    const etn_real gv = g[(a * 6 + c) * 2 + b];
-                    const etn_vec *ac = B + c * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 2 + b) * 3;
-                for (int m = 0; m < 3; m++) x[m] = acc[m];
-            }
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 2; b++) {
+        /* dT[a, c, M] = sum_b g[a, c, b] rho[b, M]; dB[c] += sum CG h[a] dT[a, c]; rho_in[a] += sum CG B[c] dT[a, c] */
+        for (int c = 0; c < 6; c++) {
+            etn_vec db[3] = {0};
+            const etn_vec *ac = B + c * 3;
+            for (int a = 0; a < 2; a++) {
+                const etn_real *gr = g + (a * 6 + c) * 2;
+                etn_vec dT[1] = {0};
+                for (int b = 0; b < 2; b++)
+                    for (int M = 0; M < 1; M++) dT[M] += gr[b] * ro[b * 1 + M];
                 const etn_vec *hi = hin + a * 3;
-                const etn_vec *rb = ro + b * 1;
-                etn_vec *dx = dX + (a * 2 + b) * 3;
-                const etn_vec *x = X + (a * 2 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += -0.5773502691896257 * hi[0] * rb[0];
-                ra[0] += -0.5773502691896257 * x[0] * rb[0];
-                dx[1] += -0.5773502691896257 * hi[1] * rb[0];
-                ra[1] += -0.5773502691896257 * x[1] * rb[0];
-                dx[2] += -0.5773502691896257 * hi[2] * rb[0];
-                ra[2] += -0.5773502691896257 * x[2] * rb[0];
+                db[0] += (-0.5773502691896257 * dT[0]) * hi[0];
+                ra[0] += (-0.5773502691896257 * dT[0]) * ac[0];
+                db[1] += (-0.5773502691896257 * dT[0]) * hi[1];
+                ra[1] += (-0.5773502691896257 * dT[0]) * ac[1];
+                db[2] += (-0.5773502691896257 * dT[0]) * hi[2];
+                ra[2] += (-0.5773502691896257 * dT[0]) * ac[2];
             }
-        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[3] = {0};
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) {
-                    const etn_real gv = g[(a * 6 + c) * 2 + b];
-                    const etn_vec *dx = dX + (a * 2 + b) * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
-                }
             etn_vec *dbc = dB + c * 3;
-            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 3; m++) dbc[m] += db[m];
         }
     }
-    { /* path (1, 1, 2) */
+    { /* path (1, 1, 2), the adjoint of the gA order */
         const etn_real *g = P + 156;
         const etn_vec *hin = h_in + 2;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 2;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[6];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 6; /* from fwd2 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
                 const etn_vec *rb = ro + b * 5;
                 etn_vec *dx = dX + (a * 1 + b) * 3;
                 const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += -0.408248290463863 * hi[0] * rb[2];
-                ra[0] += -0.408248290463863 * x[0] * rb[2];
-                dx[0] += -0.7071067811865476 * hi[0] * rb[4];
-                ra[0] += -0.7071067811865476 * x[0] * rb[4];
-                dx[1] += 0.7071067811865476 * hi[0] * rb[1];
-                ra[0] += 0.7071067811865476 * x[1] * rb[1];
-                dx[2] += 0.7071067811865476 * hi[0] * rb[0];
-                ra[0] += 0.7071067811865476 * x[2] * rb[0];
-                dx[0] += 0.7071067811865476 * hi[1] * rb[1];
-                ra[1] += 0.7071067811865476 * x[0] * rb[1];
-                dx[1] += 0.816496580927726 * hi[1] * rb[2];
-                ra[1] += 0.816496580927726 * x[1] * rb[2];
-                dx[2] += 0.7071067811865476 * hi[1] * rb[3];
-                ra[1] += 0.7071067811865476 * x[2] * rb[3];
-                dx[0] += 0.7071067811865476 * hi[2] * rb[0];
-                ra[2] += 0.7071067811865476 * x[0] * rb[0];
-                dx[1] += 0.7071067811865476 * hi[2] * rb[3];
-                ra[2] += 0.7071067811865476 * x[1] * rb[3];
-                dx[2] += -0.408248290463863 * hi[2] * rb[2];
-                ra[2] += -0.408248290463863 * x[2] * rb[2];
-                dx[2] += 0.7071067811865476 * hi[2] * rb[4];
-                ra[2] += 0.7071067811865476 * x[2] * rb[4];
+                dx[0] += (-0.408248290463863 * rb[2]) * hi[0];
+                ra[0] += (-0.408248290463863 * rb[2]) * x[0];
+                dx[0] += (-0.7071067811865476 * rb[4]) * hi[0];
+                ra[0] += (-0.7071067811865476 * rb[4]) * x[0];
+                dx[1] += (0.7071067811865476 * rb[1]) * hi[0];
+                ra[0] += (0.7071067811865476 * rb[1]) * x[1];
+                dx[2] += (0.7071067811865476 * rb[0]) * hi[0];
+                ra[0] += (0.7071067811865476 * rb[0]) * x[2];
+                dx[0] += (0.7071067811865476 * rb[1]) * hi[1];
+                ra[1] += (0.7071067811865476 * rb[1]) * x[0];
+                dx[1] += (0.816496580927726 * rb[2]) * hi[1];
+                ra[1] += (0.816496580927726 * rb[2]) * x[1];
+                dx[2] += (0.7071067811865476 * rb[3]) * hi[1];
+                ra[1] += (0.7071067811865476 * rb[3]) * x[2];
+                dx[0] += (0.7071067811865476 * rb[0]) * hi[2];
+                ra[2] += (0.7071067811865476 * rb[0]) * x[0];
+                dx[1] += (0.7071067811865476 * rb[3]) * hi[2];
+                ra[2] += (0.7071067811865476 * rb[3]) * x[1];
+                dx[2] += (-0.408248290463863 * rb[2]) * hi[2];
+                ra[2] += (-0.408248290463863 * rb[2]) * x[2];
+                dx[2] += (0.7071067811865476 * rb[4]) * hi[2];
+                ra[2] += (0.7071067811865476 * rb[4]) * x[2];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[3] = {0};
@@ -881,44 +868,45 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (1, 2, 1) */
+    { /* path (1, 2, 1), the adjoint of the gA order */
         const etn_real *g = P + 168;
         const etn_vec *hin = h_in + 2;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 2;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[10];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 12; /* from fwd2 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
                 const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 1 + b) * 5;
                 const etn_vec *x = X + (a * 1 + b) * 5;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += -0.5477225575051661 * hi[0] * rb[2];
-                ra[0] += -0.5477225575051661 * x[0] * rb[2];
-                dx[1] += -0.5477225575051661 * hi[0] * rb[1];
-                ra[0] += -0.5477225575051661 * x[1] * rb[1];
-                dx[2] += 0.31622776601683794 * hi[0] * rb[0];
-                ra[0] += 0.31622776601683794 * x[2] * rb[0];
-                dx[4] += 0.5477225575051661 * hi[0] * rb[0];
-                ra[0] += 0.5477225575051661 * x[4] * rb[0];
-                dx[1] += -0.5477225575051661 * hi[1] * rb[0];
-                ra[1] += -0.5477225575051661 * x[1] * rb[0];
-                dx[2] += -0.6324555320336759 * hi[1] * rb[1];
-                ra[1] += -0.6324555320336759 * x[2] * rb[1];
-                dx[3] += -0.5477225575051661 * hi[1] * rb[2];
-                ra[1] += -0.5477225575051661 * x[3] * rb[2];
-                dx[0] += -0.5477225575051661 * hi[2] * rb[0];
-                ra[2] += -0.5477225575051661 * x[0] * rb[0];
-                dx[2] += 0.31622776601683794 * hi[2] * rb[2];
-                ra[2] += 0.31622776601683794 * x[2] * rb[2];
-                dx[3] += -0.5477225575051661 * hi[2] * rb[1];
-                ra[2] += -0.5477225575051661 * x[3] * rb[1];
-                dx[4] += -0.5477225575051661 * hi[2] * rb[2];
-                ra[2] += -0.5477225575051661 * x[4] * rb[2];
+                dx[0] += (-0.5477225575051661 * rb[2]) * hi[0];
+                ra[0] += (-0.5477225575051661 * rb[2]) * x[0];
+                dx[1] += (-0.5477225575051661 * rb[1]) * hi[0];
+                ra[0] += (-0.5477225575051661 * rb[1]) * x[1];
+                dx[2] += (0.31622776601683794 * rb[0]) * hi[0];
+                ra[0] += (0.31622776601683794 * rb[0]) * x[2];
+                dx[4] += (0.5477225575051661 * rb[0]) * hi[0];
+                ra[0] += (0.5477225575051661 * rb[0]) * x[4];
+                dx[1] += (-0.5477225575051661 * rb[0]) * hi[1];
+                ra[1] += (-0.5477225575051661 * rb[0]) * x[1];
+                dx[2] += (-0.6324555320336759 * rb[1]) * hi[1];
+                ra[1] += (-0.6324555320336759 * rb[1]) * x[2];
+                dx[3] += (-0.5477225575051661 * rb[2]) * hi[1];
+                ra[1] += (-0.5477225575051661 * rb[2]) * x[3];
+                dx[0] += (-0.5477225575051661 * rb[0]) * hi[2];
+                ra[2] += (-0.5477225575051661 * rb[0]) * x[0];
+                dx[2] += (0.31622776601683794 * rb[2]) * hi[2];
+                ra[2] += (0.31622776601683794 * rb[2]) * x[2];
+                dx[3] += (-0.5477225575051661 * rb[1]) * hi[2];
+                ra[2] += (-0.5477225575051661 * rb[1]) * x[3];
+                dx[4] += (-0.5477225575051661 * rb[2]) * hi[2];
+                ra[2] += (-0.5477225575051661 * rb[2]) * x[4];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[5] = {0};
@@ -932,32 +920,33 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 5; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (2, 0, 2) */
+    { /* path (2, 0, 2), the adjoint of the gA order */
         const etn_real *g = P + 180;
         const etn_vec *hin = h_in + 8;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 8;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[1];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 22; /* from fwd2 */
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
                 const etn_vec *rb = ro + b * 5;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 5;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
-                dx[0] += 1.0 * hi[1] * rb[1];
-                ra[1] += 1.0 * x[0] * rb[1];
-                dx[0] += 1.0 * hi[2] * rb[2];
-                ra[2] += 1.0 * x[0] * rb[2];
-                dx[0] += 1.0 * hi[3] * rb[3];
-                ra[3] += 1.0 * x[0] * rb[3];
-                dx[0] += 1.0 * hi[4] * rb[4];
-                ra[4] += 1.0 * x[0] * rb[4];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                ra[0] += (1.0 * rb[0]) * x[0];
+                dx[0] += (1.0 * rb[1]) * hi[1];
+                ra[1] += (1.0 * rb[1]) * x[0];
+                dx[0] += (1.0 * rb[2]) * hi[2];
+                ra[2] += (1.0 * rb[2]) * x[0];
+                dx[0] += (1.0 * rb[3]) * hi[3];
+                ra[3] += (1.0 * rb[3]) * x[0];
+                dx[0] += (1.0 * rb[4]) * hi[4];
+                ra[4] += (1.0 * rb[4]) * x[0];
             }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -971,44 +960,45 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (2, 1, 1) */
+    { /* path (2, 1, 1), the adjoint of the gA order */
         const etn_real *g = P + 187;
         const etn_vec *hin = h_in + 8;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 8;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[3];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 23; /* from fwd2 */
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
                 const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 1 + b) * 3;
                 const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 5;
-                dx[0] += -0.5477225575051661 * hi[0] * rb[2];
-                ra[0] += -0.5477225575051661 * x[0] * rb[2];
-                dx[2] += -0.5477225575051661 * hi[0] * rb[0];
-                ra[0] += -0.5477225575051661 * x[2] * rb[0];
-                dx[0] += -0.5477225575051661 * hi[1] * rb[1];
-                ra[1] += -0.5477225575051661 * x[0] * rb[1];
-                dx[1] += -0.5477225575051661 * hi[1] * rb[0];
-                ra[1] += -0.5477225575051661 * x[1] * rb[0];
-                dx[0] += 0.31622776601683794 * hi[2] * rb[0];
-                ra[2] += 0.31622776601683794 * x[0] * rb[0];
-                dx[1] += -0.6324555320336759 * hi[2] * rb[1];
-                ra[2] += -0.6324555320336759 * x[1] * rb[1];
-                dx[2] += 0.31622776601683794 * hi[2] * rb[2];
-                ra[2] += 0.31622776601683794 * x[2] * rb[2];
-                dx[1] += -0.5477225575051661 * hi[3] * rb[2];
-                ra[3] += -0.5477225575051661 * x[1] * rb[2];
-                dx[2] += -0.5477225575051661 * hi[3] * rb[1];
-                ra[3] += -0.5477225575051661 * x[2] * rb[1];
-                dx[0] += 0.5477225575051661 * hi[4] * rb[0];
-                ra[4] += 0.5477225575051661 * x[0] * rb[0];
-                dx[2] += -0.5477225575051661 * hi[4] * rb[2];
-                ra[4] += -0.5477225575051661 * x[2] * rb[2];
+                dx[0] += (-0.5477225575051661 * rb[2]) * hi[0];
+                ra[0] += (-0.5477225575051661 * rb[2]) * x[0];
+                dx[2] += (-0.5477225575051661 * rb[0]) * hi[0];
+                ra[0] += (-0.5477225575051661 * rb[0]) * x[2];
+                dx[0] += (-0.5477225575051661 * rb[1]) * hi[1];
+                ra[1] += (-0.5477225575051661 * rb[1]) * x[0];
+                dx[1] += (-0.5477225575051661 * rb[0]) * hi[1];
+                ra[1] += (-0.5477225575051661 * rb[0]) * x[1];
+                dx[0] += (0.31622776601683794 * rb[0]) * hi[2];
+                ra[2] += (0.31622776601683794 * rb[0]) * x[0];
+                dx[1] += (-0.6324555320336759 * rb[1]) * hi[2];
+                ra[2] += (-0.6324555320336759 * rb[1]) * x[1];
+                dx[2] += (0.31622776601683794 * rb[2]) * hi[2];
+                ra[2] += (0.31622776601683794 * rb[2]) * x[2];
+                dx[1] += (-0.5477225575051661 * rb[2]) * hi[3];
+                ra[3] += (-0.5477225575051661 * rb[2]) * x[1];
+                dx[2] += (-0.5477225575051661 * rb[1]) * hi[3];
+                ra[3] += (-0.5477225575051661 * rb[1]) * x[2];
+                dx[0] += (0.5477225575051661 * rb[0]) * hi[4];
+                ra[4] += (0.5477225575051661 * rb[0]) * x[0];
+                dx[2] += (-0.5477225575051661 * rb[2]) * hi[4];
+                ra[4] += (-0.5477225575051661 * rb[2]) * x[2];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[3] = {0};
@@ -1022,123 +1012,106 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (2, 2, 0) */
+    { /* path (2, 2, 0), the adjoint of the hA order */
         const etn_real *g = P + 193;
         const etn_vec *hin = h_in + 8;
         const etn_vec *B = Bk + 25;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 8;
-        etn_vec dX[10];
-        memset(dX, 0, sizeof dX);
-        etn_vec X[10];
-        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 2; b++) {
-                etn_vec acc[5] = {0};
-                for (int c = 0; c < 6; c++) {
-                    const etn_real gv = g[(a * 6 + c) * 2 + b];
-                    const etn_vec *ac = B + c * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 2 + b) * 5;
-                for (int m = 0; m < 5; m++) x[m] = acc[m];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 2; b++) {
+        /* dT[a, c, M] = sum_b g[a, c, b] rho[b, M]; dB[c] += sum CG h[a] dT[a, c]; rho_in[a] += sum CG B[c] dT[a, c] */
+        for (int c = 0; c < 6; c++) {
+            etn_vec db[5] = {0};
+            const etn_vec *ac = B + c * 5;
+            for (int a = 0; a < 1; a++) {
+                const etn_real *gr = g + (a * 6 + c) * 2;
+                etn_vec dT[1] = {0};
+                for (int b = 0; b < 2; b++)
+                    for (int M = 0; M < 1; M++) dT[M] += gr[b] * ro[b * 1 + M];
                 const etn_vec *hi = hin + a * 5;
-                const etn_vec *rb = ro + b * 1;
-                etn_vec *dx = dX + (a * 2 + b) * 5;
-                const etn_vec *x = X + (a * 2 + b) * 5;
                 etn_vec *ra = ri + a * 5;
-                dx[0] += 0.4472135954999579 * hi[0] * rb[0];
-                ra[0] += 0.4472135954999579 * x[0] * rb[0];
-                dx[1] += 0.4472135954999579 * hi[1] * rb[0];
-                ra[1] += 0.4472135954999579 * x[1] * rb[0];
-                dx[2] += 0.4472135954999579 * hi[2] * rb[0];
-                ra[2] += 0.4472135954999579 * x[2] * rb[0];
-                dx[3] += 0.4472135954999579 * hi[3] * rb[0];
-                ra[3] += 0.4472135954999579 * x[3] * rb[0];
-                dx[4] += 0.4472135954999579 * hi[4] * rb[0];
-                ra[4] += 0.4472135954999579 * x[4] * rb[0];
+                db[0] += (0.4472135954999579 * dT[0]) * hi[0];
+                ra[0] += (0.4472135954999579 * dT[0]) * ac[0];
+                db[1] += (0.4472135954999579 * dT[0]) * hi[1];
+                ra[1] += (0.4472135954999579 * dT[0]) * ac[1];
+                db[2] += (0.4472135954999579 * dT[0]) * hi[2];
+                ra[2] += (0.4472135954999579 * dT[0]) * ac[2];
+                db[3] += (0.4472135954999579 * dT[0]) * hi[3];
+                ra[3] += (0.4472135954999579 * dT[0]) * ac[3];
+                db[4] += (0.4472135954999579 * dT[0]) * hi[4];
+                ra[4] += (0.4472135954999579 * dT[0]) * ac[4];
             }
-        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[5] = {0};
-            for (int a = 0; a < 1; a++)
-                for (int b = 0; b < 2; b++) {
-                    const etn_real gv = g[(a * 6 + c) * 2 + b];
-                    const etn_vec *dx = dX + (a * 2 + b) * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
-                }
             etn_vec *dbc = dB + c * 5;
-            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 5; m++) dbc[m] += db[m];
         }
     }
-    { /* path (2, 2, 2) */
+    { /* path (2, 2, 2), the adjoint of the gA order */
         const etn_real *g = P + 205;
         const etn_vec *hin = h_in + 8;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 8;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[5];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 26; /* from fwd2 */
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
                 const etn_vec *rb = ro + b * 5;
                 etn_vec *dx = dX + (a * 1 + b) * 5;
                 const etn_vec *x = X + (a * 1 + b) * 5;
                 etn_vec *ra = ri + a * 5;
-                dx[0] += 0.5345224838248488 * hi[0] * rb[2];
-                ra[0] += 0.5345224838248488 * x[0] * rb[2];
-                dx[1] += -0.4629100498862757 * hi[0] * rb[3];
-                ra[0] += -0.4629100498862757 * x[1] * rb[3];
-                dx[2] += 0.5345224838248488 * hi[0] * rb[0];
-                ra[0] += 0.5345224838248488 * x[2] * rb[0];
-                dx[3] += -0.4629100498862757 * hi[0] * rb[1];
-                ra[0] += -0.4629100498862757 * x[3] * rb[1];
-                dx[0] += -0.4629100498862757 * hi[1] * rb[3];
-                ra[1] += -0.4629100498862757 * x[0] * rb[3];
-                dx[1] += -0.2672612419124244 * hi[1] * rb[2];
-                ra[1] += -0.2672612419124244 * x[1] * rb[2];
-                dx[1] += 0.4629100498862757 * hi[1] * rb[4];
-                ra[1] += 0.4629100498862757 * x[1] * rb[4];
-                dx[2] += -0.2672612419124244 * hi[1] * rb[1];
-                ra[1] += -0.2672612419124244 * x[2] * rb[1];
-                dx[3] += -0.4629100498862757 * hi[1] * rb[0];
-                ra[1] += -0.4629100498862757 * x[3] * rb[0];
-                dx[4] += 0.4629100498862757 * hi[1] * rb[1];
-                ra[1] += 0.4629100498862757 * x[4] * rb[1];
-                dx[0] += 0.5345224838248488 * hi[2] * rb[0];
-                ra[2] += 0.5345224838248488 * x[0] * rb[0];
-                dx[1] += -0.2672612419124244 * hi[2] * rb[1];
-                ra[2] += -0.2672612419124244 * x[1] * rb[1];
-                dx[2] += -0.5345224838248488 * hi[2] * rb[2];
-                ra[2] += -0.5345224838248488 * x[2] * rb[2];
-                dx[3] += -0.2672612419124244 * hi[2] * rb[3];
-                ra[2] += -0.2672612419124244 * x[3] * rb[3];
-                dx[4] += 0.5345224838248488 * hi[2] * rb[4];
-                ra[2] += 0.5345224838248488 * x[4] * rb[4];
-                dx[0] += -0.4629100498862757 * hi[3] * rb[1];
-                ra[3] += -0.4629100498862757 * x[0] * rb[1];
-                dx[1] += -0.4629100498862757 * hi[3] * rb[0];
-                ra[3] += -0.4629100498862757 * x[1] * rb[0];
-                dx[2] += -0.2672612419124244 * hi[3] * rb[3];
-                ra[3] += -0.2672612419124244 * x[2] * rb[3];
-                dx[3] += -0.2672612419124244 * hi[3] * rb[2];
-                ra[3] += -0.2672612419124244 * x[3] * rb[2];
-                dx[3] += -0.4629100498862757 * hi[3] * rb[4];
-                ra[3] += -0.4629100498862757 * x[3] * rb[4];
-                dx[4] += -0.4629100498862757 * hi[3] * rb[3];
-                ra[3] += -0.4629100498862757 * x[4] * rb[3];
-                dx[1] += 0.4629100498862757 * hi[4] * rb[1];
-                ra[4] += 0.4629100498862757 * x[1] * rb[1];
-                dx[2] += 0.5345224838248488 * hi[4] * rb[4];
-                ra[4] += 0.5345224838248488 * x[2] * rb[4];
-                dx[3] += -0.4629100498862757 * hi[4] * rb[3];
-                ra[4] += -0.4629100498862757 * x[3] * rb[3];
-                dx[4] += 0.5345224838248488 * hi[4] * rb[2];
-                ra[4] += 0.5345224838248488 * x[4] * rb[2];
+                dx[0] += (0.5345224838248488 * rb[2]) * hi[0];
+                ra[0] += (0.5345224838248488 * rb[2]) * x[0];
+                dx[1] += (-0.4629100498862757 * rb[3]) * hi[0];
+                ra[0] += (-0.4629100498862757 * rb[3]) * x[1];
+                dx[2] += (0.5345224838248488 * rb[0]) * hi[0];
+                ra[0] += (0.5345224838248488 * rb[0]) * x[2];
+                dx[3] += (-0.4629100498862757 * rb[1]) * hi[0];
+                ra[0] += (-0.4629100498862757 * rb[1]) * x[3];
+                dx[0] += (-0.4629100498862757 * rb[3]) * hi[1];
+                ra[1] += (-0.4629100498862757 * rb[3]) * x[0];
+                dx[1] += (-0.2672612419124244 * rb[2]) * hi[1];
+                ra[1] += (-0.2672612419124244 * rb[2]) * x[1];
+                dx[1] += (0.4629100498862757 * rb[4]) * hi[1];
+                ra[1] += (0.4629100498862757 * rb[4]) * x[1];
+                dx[2] += (-0.2672612419124244 * rb[1]) * hi[1];
+                ra[1] += (-0.2672612419124244 * rb[1]) * x[2];
+                dx[3] += (-0.4629100498862757 * rb[0]) * hi[1];
+                ra[1] += (-0.4629100498862757 * rb[0]) * x[3];
+                dx[4] += (0.4629100498862757 * rb[1]) * hi[1];
+                ra[1] += (0.4629100498862757 * rb[1]) * x[4];
+                dx[0] += (0.5345224838248488 * rb[0]) * hi[2];
+                ra[2] += (0.5345224838248488 * rb[0]) * x[0];
+                dx[1] += (-0.2672612419124244 * rb[1]) * hi[2];
+                ra[2] += (-0.2672612419124244 * rb[1]) * x[1];
+                dx[2] += (-0.5345224838248488 * rb[2]) * hi[2];
+                ra[2] += (-0.5345224838248488 * rb[2]) * x[2];
+                dx[3] += (-0.2672612419124244 * rb[3]) * hi[2];
+                ra[2] += (-0.2672612419124244 * rb[3]) * x[3];
+                dx[4] += (0.5345224838248488 * rb[4]) * hi[2];
+                ra[2] += (0.5345224838248488 * rb[4]) * x[4];
+                dx[0] += (-0.4629100498862757 * rb[1]) * hi[3];
+                ra[3] += (-0.4629100498862757 * rb[1]) * x[0];
+                dx[1] += (-0.4629100498862757 * rb[0]) * hi[3];
+                ra[3] += (-0.4629100498862757 * rb[0]) * x[1];
+                dx[2] += (-0.2672612419124244 * rb[3]) * hi[3];
+                ra[3] += (-0.2672612419124244 * rb[3]) * x[2];
+                dx[3] += (-0.2672612419124244 * rb[2]) * hi[3];
+                ra[3] += (-0.2672612419124244 * rb[2]) * x[3];
+                dx[3] += (-0.4629100498862757 * rb[4]) * hi[3];
+                ra[3] += (-0.4629100498862757 * rb[4]) * x[3];
+                dx[4] += (-0.4629100498862757 * rb[3]) * hi[3];
+                ra[3] += (-0.4629100498862757 * rb[3]) * x[4];
+                dx[1] += (0.4629100498862757 * rb[1]) * hi[4];
+                ra[4] += (0.4629100498862757 * rb[1]) * x[1];
+                dx[2] += (0.5345224838248488 * rb[4]) * hi[4];
+                ra[4] += (0.5345224838248488 * rb[4]) * x[2];
+                dx[3] += (-0.4629100498862757 * rb[3]) * hi[4];
+                ra[4] += (-0.4629100498862757 * rb[3]) * x[3];
+                dx[4] += (0.5345224838248488 * rb[2]) * hi[4];
+                ra[4] += (0.5345224838248488 * rb[2]) * x[4];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[5] = {0};
@@ -1246,24 +1219,25 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                  const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
     (void)Bk; /* unused when every path's X comes from fwd3 */
-    { /* path (0, 0, 0) */
+    { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 211;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 0;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd3 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                ra[0] += (1.0 * rb[0]) * x[0];
             }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -1277,28 +1251,29 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (1, 1, 0) */
+    { /* path (1, 1, 0), the adjoint of the gA order */
         const etn_real *g = P + 225;
         const etn_vec *hin = h_in + 2;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 2;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[3];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 2; /* from fwd3 */
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 3;
                 const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += -0.5773502691896257 * hi[0] * rb[0];
-                ra[0] += -0.5773502691896257 * x[0] * rb[0];
-                dx[1] += -0.5773502691896257 * hi[1] * rb[0];
-                ra[1] += -0.5773502691896257 * x[1] * rb[0];
-                dx[2] += -0.5773502691896257 * hi[2] * rb[0];
-                ra[2] += -0.5773502691896257 * x[2] * rb[0];
+                dx[0] += (-0.5773502691896257 * rb[0]) * hi[0];
+                ra[0] += (-0.5773502691896257 * rb[0]) * x[0];
+                dx[1] += (-0.5773502691896257 * rb[0]) * hi[1];
+                ra[1] += (-0.5773502691896257 * rb[0]) * x[1];
+                dx[2] += (-0.5773502691896257 * rb[0]) * hi[2];
+                ra[2] += (-0.5773502691896257 * rb[0]) * x[2];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[3] = {0};
@@ -1312,32 +1287,33 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (2, 2, 0) */
+    { /* path (2, 2, 0), the adjoint of the gA order */
         const etn_real *g = P + 231;
         const etn_vec *hin = h_in + 5;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 5;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[5];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 5; /* from fwd3 */
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 5;
                 const etn_vec *x = X + (a * 1 + b) * 5;
                 etn_vec *ra = ri + a * 5;
-                dx[0] += 0.4472135954999579 * hi[0] * rb[0];
-                ra[0] += 0.4472135954999579 * x[0] * rb[0];
-                dx[1] += 0.4472135954999579 * hi[1] * rb[0];
-                ra[1] += 0.4472135954999579 * x[1] * rb[0];
-                dx[2] += 0.4472135954999579 * hi[2] * rb[0];
-                ra[2] += 0.4472135954999579 * x[2] * rb[0];
-                dx[3] += 0.4472135954999579 * hi[3] * rb[0];
-                ra[3] += 0.4472135954999579 * x[3] * rb[0];
-                dx[4] += 0.4472135954999579 * hi[4] * rb[0];
-                ra[4] += 0.4472135954999579 * x[4] * rb[0];
+                dx[0] += (0.4472135954999579 * rb[0]) * hi[0];
+                ra[0] += (0.4472135954999579 * rb[0]) * x[0];
+                dx[1] += (0.4472135954999579 * rb[0]) * hi[1];
+                ra[1] += (0.4472135954999579 * rb[0]) * x[1];
+                dx[2] += (0.4472135954999579 * rb[0]) * hi[2];
+                ra[2] += (0.4472135954999579 * rb[0]) * x[2];
+                dx[3] += (0.4472135954999579 * rb[0]) * hi[3];
+                ra[3] += (0.4472135954999579 * rb[0]) * x[3];
+                dx[4] += (0.4472135954999579 * rb[0]) * hi[4];
+                ra[4] += (0.4472135954999579 * rb[0]) * x[4];
             }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[5] = {0};

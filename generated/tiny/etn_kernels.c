@@ -144,19 +144,20 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk) {
     (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
-    { /* path (0, 0, 0) */
+    { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 1 + si * 6;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 0;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 2; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 2 + b) * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
+                dx[0] += (1.0 * rb[0]) * hi[0];
             }
         for (int c = 0; c < 3; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -170,32 +171,32 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (0, 1, 1) */
+    { /* path (0, 1, 1), the adjoint of the gh order */
         const etn_real *g = P + 7 + si * 2;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 3;
         const etn_vec *ro = rho_out + 2;
-        etn_vec dX[3];
-        memset(dX, 0, sizeof dX);
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
+        etn_vec W[2];
+        memset(W, 0, sizeof W);
         for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
+            for (int c = 0; c < 2; c++) {
+                const etn_real *gr = g + (a * 2 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 3;
-                etn_vec *dx = dX + (a * 1 + b) * 3;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                dx[1] += 1.0 * hi[0] * rb[1];
-                dx[2] += 1.0 * hi[0] * rb[2];
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
-        for (int c = 0; c < 2; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[3] = {0};
-            for (int a = 0; a < 1; a++)
-                for (int b = 0; b < 1; b++) {
-                    const etn_real gv = g[(a * 2 + c) * 1 + b];
-                    const etn_vec *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
-                }
+        for (int c = 0; c < 2; c++) {
+            etn_vec db[3] = {0};
+            for (int b = 0; b < 1; b++) {
+                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 3;
+                db[0] += (1.0 * rb[0]) * w[0];
+                db[1] += (1.0 * rb[1]) * w[0];
+                db[2] += (1.0 * rb[2]) * w[0];
+            }
             etn_vec *dbc = dB + c * 3;
-            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 3; m++) dbc[m] += db[m];
         }
     }
 }
@@ -260,25 +261,25 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                  const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
                  const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
-    (void)Bk; /* unused when every path's X comes from fwd2 */
-    { /* path (0, 0, 0) */
+    { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 9;
         const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 0;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 0;
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd2 */
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 1;
                 const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += 1.0 * hi[0] * rb[0];
-                ra[0] += 1.0 * x[0] * rb[0];
+                dx[0] += (1.0 * rb[0]) * hi[0];
+                ra[0] += (1.0 * rb[0]) * x[0];
             }
         for (int c = 0; c < 3; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
@@ -292,51 +293,33 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (1, 1, 0) */
+    { /* path (1, 1, 0), the adjoint of the hA order */
         const etn_real *g = P + 15;
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 3;
         etn_vec *dB = dBk + 3;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 2;
-        etn_vec dX[3];
-        memset(dX, 0, sizeof dX);
-        etn_vec X[3];
-        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 1; b++) {
-                etn_vec acc[3] = {0};
-                for (int c = 0; c < 2; c++) {
-                    const etn_real gv = g[(a * 2 + c) * 1 + b];
-                    const etn_vec *ac = B + c * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 1 + b) * 3;
-                for (int m = 0; m < 3; m++) x[m] = acc[m];
-            }
-        for (int a = 0; a < 1; a++)
-            for (int b = 0; b < 1; b++) {
+        /* dT[a, c, M] = sum_b g[a, c, b] rho[b, M]; dB[c] += sum CG h[a] dT[a, c]; rho_in[a] += sum CG B[c] dT[a, c] */
+        for (int c = 0; c < 2; c++) {
+            etn_vec db[3] = {0};
+            const etn_vec *ac = B + c * 3;
+            for (int a = 0; a < 1; a++) {
+                const etn_real *gr = g + (a * 2 + c) * 1;
+                etn_vec dT[1] = {0};
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) dT[M] += gr[b] * ro[b * 1 + M];
                 const etn_vec *hi = hin + a * 3;
-                const etn_vec *rb = ro + b * 1;
-                etn_vec *dx = dX + (a * 1 + b) * 3;
-                const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += -0.5773502691896257 * hi[0] * rb[0];
-                ra[0] += -0.5773502691896257 * x[0] * rb[0];
-                dx[1] += -0.5773502691896257 * hi[1] * rb[0];
-                ra[1] += -0.5773502691896257 * x[1] * rb[0];
-                dx[2] += -0.5773502691896257 * hi[2] * rb[0];
-                ra[2] += -0.5773502691896257 * x[2] * rb[0];
+                db[0] += (-0.5773502691896257 * dT[0]) * hi[0];
+                ra[0] += (-0.5773502691896257 * dT[0]) * ac[0];
+                db[1] += (-0.5773502691896257 * dT[0]) * hi[1];
+                ra[1] += (-0.5773502691896257 * dT[0]) * ac[1];
+                db[2] += (-0.5773502691896257 * dT[0]) * hi[2];
+                ra[2] += (-0.5773502691896257 * dT[0]) * ac[2];
             }
-        for (int c = 0; c < 2; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[3] = {0};
-            for (int a = 0; a < 1; a++)
-                for (int b = 0; b < 1; b++) {
-                    const etn_real gv = g[(a * 2 + c) * 1 + b];
-                    const etn_vec *dx = dX + (a * 1 + b) * 3;
-                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
-                }
             etn_vec *dbc = dB + c * 3;
-            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 3; m++) dbc[m] += db[m];
         }
     }
 }
