@@ -60,11 +60,14 @@ def main(argv=None) -> None:
     ap.add_argument("--bond", default="4x0 + 3x1 + 3x2 + 2x3")
     ap.add_argument("--sweeps", type=int, default=6)
     ap.add_argument("--polish", type=int, default=0)
+    ap.add_argument("--energy-weight", type=float, default=FitSettings.energy_weight,
+                    help="weight of the per-atom energy term")
     ap.add_argument("--force-weight", type=float, default=FitSettings.force_weight,
                     help="weight of the per-atom force term (default: MTP practice, energy weight 1)")
     args = ap.parse_args(argv)
     print(f"Zuo-v1, etn {etn.__version__}: spec per element r_cut {args.r_cut} Å, n_radial {args.n_radial}, "
-          f"l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, force weight {args.force_weight}")
+          f"l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, energy weight {args.energy_weight}, "
+          f"force weight {args.force_weight}")
     lines = [f"{'element':<8} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  {'F MAE':>6} {'MTP':>5}"
              f"  {'E RMSE':>6} {'F RMSE':>6}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +78,7 @@ def main(argv=None) -> None:
             test = dataset.read(ROOT / "extxyz_with_stress" / f"{el}_test.xyz", spec.species)
             t0 = time.perf_counter()
             pot = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish,
+                                                              energy_weight=args.energy_weight,
                                                               force_weight=args.force_weight),
                          progress=False).run()
             minutes = (time.perf_counter() - t0) / 60
