@@ -462,6 +462,12 @@ static inline int within(const etn_real *rv) {
     return rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2] < ETN_RCUT * ETN_RCUT;
 }
 
+/* Key 0 of atom i is its species, key t + 1 its number of neighbours of species t */
+static inline long long sort_key(const int *species, const long long *seg, int key, int i) {
+    const long long *sg = seg + (size_t)i * (ETN_N_SPECIES + 1);
+    return key ? sg[key] - sg[key - 1] : species[i];
+}
+
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
                 const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad) {
     for (int i = 0; i < n_atoms; i++)
@@ -503,11 +509,9 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
     for (int i = 0; i < n_atoms; i++) order[i] = i;
     for (int key = ETN_N_SPECIES; key >= 0; key--) {
         memset(tally, 0, (size_t)(max_n + 1) * sizeof(long long));
-#define ETN_KEY(i) (key ? seg[(size_t)(i) * (ETN_N_SPECIES + 1) + key] - seg[(size_t)(i) * (ETN_N_SPECIES + 1) + key - 1] : species[i])
-        for (int k = 0; k < n_atoms; k++) tally[ETN_KEY(order[k])]++;
+        for (int k = 0; k < n_atoms; k++) tally[sort_key(species, seg, key, order[k])]++;
         for (long long c = 0, sum = 0; c <= max_n; c++) { const long long t = tally[c]; tally[c] = sum; sum += t; }
-        for (int k = 0; k < n_atoms; k++) tmp[tally[ETN_KEY(order[k])]++] = order[k];
-#undef ETN_KEY
+        for (int k = 0; k < n_atoms; k++) tmp[tally[sort_key(species, seg, key, order[k])]++] = order[k];
         memcpy(order, tmp, (size_t)n_atoms * sizeof(int));
     }
     for (int k = 0; k < n_atoms; k++)
