@@ -132,6 +132,26 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
             return lit(0.0)
         return " + ".join(f"{lit(v)} * px[{e[0]}] * py[{e[1]}] * pz[{e[2]}]" for _, v, e in terms)
 
+    def sh_grad_dot():
+        """G . grad Y without the matrix dY: the polynomial P(u) = sum_s G_s R_s(u) is collected by monomial
+        (its coefficient c_e = sum_s coef(R_s, e) G_s, exact literals), then dP/du_a = sum_e e_a c_e u^(e - a)."""
+        coef = {}
+        for s_, row in enumerate(sched.sh):
+            for _, v, e in row["R"] if row["l"] else ():
+                coef.setdefault(tuple(e), []).append(f"{lit(v)} * G[{s_}]")
+        name = {e: "c_" + "_".join(map(str, e)) for e in coef}
+        grad = []
+        for a in range(3):
+            terms = []
+            for e in coef:
+                if e[a]:
+                    f = list(e)
+                    f[a] -= 1
+                    terms.append(f"{e[a]} * {name[e]} * px[{f[0]}] * py[{f[1]}] * pz[{f[2]}]")
+            grad.append(" + ".join(terms) or lit(0.0))
+        lgy = " + ".join(f"{row['l']} * G[{s_}] * Y[{s_}]" for s_, row in enumerate(sched.sh) if row["l"]) or lit(0.0)
+        return dict(coef=[(name[e], " + ".join(t)) for e, t in coef.items()], grad=grad, lgy=lgy)
+
     bond_offsets = [{t["L"]: t["offset"] for t in b["terms"]} for b in sched.bonds]
 
     def foff(core, l):
@@ -167,7 +187,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
         bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
         fname=lambda core: f"B{core.k}" if core.K else "A",
-        xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k], tile=tile,
+        xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k], tile=tile, sh_grad_dot=sh_grad_dot(),
         sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0,
     )
     return ctx

@@ -3,6 +3,7 @@
    Clebsch-Gordan and spherical-harmonic coefficients are exact literals in unrolled code. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -66,22 +67,17 @@ ETN_FN void sph_v(const etn_vec *u, etn_vec *px, etn_vec *py, etn_vec *pz, etn_v
     Y[3] = 0.4886025119029199 * px[1] * py[0] * pz[0];
 }
 
-/* dY[s][a] = d Y_s(r/|r|) / d r_a = (dR_s/du_a - l Y_s u_a) / |r|, given ip = 1/|r| */
-ETN_FN void sph_grad_v(const etn_vec *u, const etn_vec *ip, const etn_vec *px, const etn_vec *py,
-                            const etn_vec *pz, const etn_vec *Y, etn_vec (*dY)[3]) {
-    const etn_vec inv = *ip;
-    dY[0][0] = (0.0 - 0 * Y[0] * u[0]) * inv;
-    dY[0][1] = (0.0 - 0 * Y[0] * u[1]) * inv;
-    dY[0][2] = (0.0 - 0 * Y[0] * u[2]) * inv;
-    dY[1][0] = (0.0 - 1 * Y[1] * u[0]) * inv;
-    dY[1][1] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[1] * u[1]) * inv;
-    dY[1][2] = (0.0 - 1 * Y[1] * u[2]) * inv;
-    dY[2][0] = (0.0 - 1 * Y[2] * u[0]) * inv;
-    dY[2][1] = (0.0 - 1 * Y[2] * u[1]) * inv;
-    dY[2][2] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[2] * u[2]) * inv;
-    dY[3][0] = (0.4886025119029199 * px[0] * py[0] * pz[0] - 1 * Y[3] * u[0]) * inv;
-    dY[3][1] = (0.0 - 1 * Y[3] * u[1]) * inv;
-    dY[3][2] = (0.0 - 1 * Y[3] * u[2]) * inv;
+/* g[a] = sum_s G[s] d Y_s(r/|r|) / d r_a = (dP/du_a - u_a sum_s l_s G_s Y_s) / |r| with P(u) = sum_s G_s R_s(u),
+   given ip = 1/|r|; P's coefficients are summed per monomial, so no matrix dY[s][a] is formed */
+ETN_FN void sph_grad_dot_v(const etn_vec *u, const etn_vec *ip, const etn_vec *px, const etn_vec *py,
+                                const etn_vec *pz, const etn_vec *Y, const etn_vec *G, etn_vec *g) {
+    const etn_vec inv = *ip, lgy = 1 * G[1] * Y[1] + 1 * G[2] * Y[2] + 1 * G[3] * Y[3];
+    const etn_vec c_0_1_0 = 0.4886025119029199 * G[1];
+    const etn_vec c_0_0_1 = 0.4886025119029199 * G[2];
+    const etn_vec c_1_0_0 = 0.4886025119029199 * G[3];
+    g[0] = (1 * c_1_0_0 * px[0] * py[0] * pz[0] - u[0] * lgy) * inv;
+    g[1] = (1 * c_0_1_0 * px[0] * py[0] * pz[0] - u[1] * lgy) * inv;
+    g[2] = (1 * c_0_0_1 * px[0] * py[0] * pz[0] - u[2] * lgy) * inv;
 }
 
 
@@ -360,43 +356,66 @@ ETN_FN long long slots(const long long *const *sg, int t) {
     return kmax;
 }
 
+/* One pair slot's values, computed once by features_v and read again by pair_gradients_v */
+typedef struct {
+    long long pp[8]; /* the slot's pair in each lane, -1: none */
+    etn_vec id, u[3], Q[NR], dQ[NR], Y[NSH]; /* 1/|r|, r/|r|, Q_n(|r|), dQ_n/dr, Y_lm(r/|r|) */
+} etn_slot;
+
 /* A[c, l, m] = sum over pairs of Q_n(r) Y_lm(r/|r|), c = species(j) * NR + n, plus the constant channel,
-   for the atoms of a batch, one per lane */
+   for the atoms of a batch, one per lane; the slots' values are kept in S */
 ETN_FN void features_v(const long long *perm, const long long *const *sg, const etn_real *r,
-                       etn_vec *ETN_RESTRICT A) {
+                       etn_slot *ETN_RESTRICT S, etn_vec *ETN_RESTRICT A) {
+    long long ns[ETN_N_SPECIES];
+    etn_slot *s = S;
+    for (int t = 0; t < ETN_N_SPECIES; t++) {
+        ns[t] = slots(sg, t);
+        for (long long k = 0; k < ns[t]; k++, s++) {
+            etn_vec d, px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            slot(perm, sg, t, k, r, s->pp, &d, &s->id, s->u);
+            radial_v(&d, s->Q, s->dQ);
+            sph_v(s->u, px, py, pz, s->Y);
+        }
+    }
     memset(A, 0, FEAT * sizeof(etn_vec));
     A[2] += 1; /* constant channel: c = C, l = 0 */
-    for (int t = 0; t < ETN_N_SPECIES; t++)
-        for (long long k = 0, kmax = slots(sg, t); k < kmax; k++) {
-            long long pp[8];
-            etn_vec d, id, u[3], Q[NR], dQ[NR], Y[NSH], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-            slot(perm, sg, t, k, r, pp, &d, &id, u);
-            radial_v(&d, Q, dQ);
-            sph_v(u, px, py, pz, Y);
-            for (int n = 0; n < NR; n++) {
-                etn_vec *a = A + 0 + (t * NR + n) * 1;
-                for (int m = 0; m < 1; m++) a[m] += Q[n] * Y[0 + m];
+    /* A[(t, n), l, m] sums over species t's slots, a tile of n by all m in registers */
+    const etn_slot *s0 = S;
+    for (int t = 0; t < ETN_N_SPECIES; s0 += ns[t], t++) {
+        for (int n0 = 0; n0 < NR; n0 += 2) {
+            etn_vec acc[2] = {0};
+            for (const etn_slot *q = s0; q < s0 + ns[t]; q++) {
+                acc[0] += q->Q[n0 + 0] * q->Y[0];
+                acc[1] += q->Q[n0 + 1] * q->Y[0];
             }
-            for (int n = 0; n < NR; n++) {
-                etn_vec *a = A + 3 + (t * NR + n) * 3;
-                for (int m = 0; m < 3; m++) a[m] += Q[n] * Y[1 + m];
-            }
+            etn_vec *a = A + 0 + (t * NR + n0) * 1;
+            for (int q = 0; q < 2; q++) a[q] += acc[q];
         }
+        for (int n0 = 0; n0 < NR; n0 += 2) {
+            etn_vec acc[6] = {0};
+            for (const etn_slot *q = s0; q < s0 + ns[t]; q++) {
+                acc[0] += q->Q[n0 + 0] * q->Y[1]; acc[1] += q->Q[n0 + 0] * q->Y[2]; acc[2] += q->Q[n0 + 0] * q->Y[3];
+                acc[3] += q->Q[n0 + 1] * q->Y[1]; acc[4] += q->Q[n0 + 1] * q->Y[2]; acc[5] += q->Q[n0 + 1] * q->Y[3];
+            }
+            etn_vec *a = A + 3 + (t * NR + n0) * 3;
+            for (int q = 0; q < 6; q++) a[q] += acc[q];
+        }
+    }
 }
 
-/* dV_i/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs of the atoms of a batch */
-ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *perm, const long long *const *sg,
-                             const etn_real *r, etn_real *ETN_RESTRICT grad) {
+/* dV_i/dr_ij = sum_{n,l,m} dA[(t_j, n), l, m] grad(Q_n Y_lm) for the pairs of the atoms of a batch,
+   from the slots features_v kept in S */
+ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *const *sg, const etn_slot *S,
+                             etn_real *ETN_RESTRICT grad) {
+    const etn_slot *s = S;
     for (int t = 0; t < ETN_N_SPECIES; t++)
-        for (long long k = 0, kmax = slots(sg, t); k < kmax; k++) {
-            long long pp[8];
-            etn_vec d, id, u[3], Q[NR], dQ[NR], Y[NSH], dY[NSH][3], px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
-            slot(perm, sg, t, k, r, pp, &d, &id, u);
-            radial_v(&d, Q, dQ);
-            sph_v(u, px, py, pz, Y);
-            sph_grad_v(u, &id, px, py, pz, Y, dY);
+        for (long long k = 0, kmax = slots(sg, t); k < kmax; k++, s++) {
+            etn_vec px[LMAX + 1], py[LMAX + 1], pz[LMAX + 1];
+            const etn_vec *u = s->u, *Q = s->Q, *dQ = s->dQ, *Y = s->Y;
+            px[0] = py[0] = pz[0] = s->id * 0 + 1;
+            for (int j = 1; j <= LMAX; j++) { px[j] = px[j - 1] * u[0]; py[j] = py[j - 1] * u[1]; pz[j] = pz[j - 1] * u[2]; }
             /* GQ[lm] = sum_n dA[(t, n), lm] Q_n and GD[lm] = sum_n dA[(t, n), lm] Q'_n */
-            const etn_vec zero = d * 0;
+            const etn_vec zero = s->id * 0;
             etn_vec GQ[NSH], GD[NSH];
             for (int m = 0; m < 1; m++) GQ[0 + m] = GD[0 + m] = zero;
             for (int n = 0; n < NR; n++) {
@@ -414,28 +433,28 @@ ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *pe
                     GD[1 + m] += da[m] * dQ[n];
                 }
             }
-            etn_vec s = GD[0] * Y[0], gx = GQ[0] * dY[0][0], gy = GQ[0] * dY[0][1], gz = GQ[0] * dY[0][2];
-            for (int k = 1; k < NSH; k++) {
-                s += GD[k] * Y[k];
-                gx += GQ[k] * dY[k][0]; gy += GQ[k] * dY[k][1]; gz += GQ[k] * dY[k][2];
-            }
-            gx += s * u[0]; gy += s * u[1]; gz += s * u[2];
+            /* grad = sum_s GQ_s grad Y_s + (sum_s GD_s Y_s) u */
+            etn_vec g[3], w = GD[0] * Y[0];
+            for (int j = 1; j < NSH; j++) w += GD[j] * Y[j];
+            sph_grad_dot_v(u, &s->id, px, py, pz, Y, GQ, g);
+            for (int a = 0; a < 3; a++) g[a] += w * u[a];
             for (int v = 0; v < 8; v++)
-                if (pp[v] >= 0) {
-                    etn_real *gp = grad + 3 * pp[v];
-                    gp[0] = gx[v]; gp[1] = gy[v]; gp[2] = gz[v];
+                if (s->pp[v] >= 0) {
+                    etn_real *gp = grad + 3 * s->pp[v];
+                    gp[0] = g[0][v]; gp[1] = g[1][v]; gp[2] = g[2][v];
                 }
         }
 }
 
 /* Site energies e0[s_i] + V_i of the nl <= 8 centre atoms idx[0 .. nl-1], all of species si, one
-   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold no pairs */
+   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold no pairs. S has
+   room for the batch's pair slots (the sum over species t of its atoms' largest count of species-t pairs). */
 ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *perm, const long long *seg,
-                  const etn_real *r, etn_real *energies, etn_real *grad) {
+                  const etn_real *r, etn_real *energies, etn_real *grad, etn_slot *ETN_RESTRICT S) {
     const long long *sg[8];
     for (int v = 0; v < 8; v++) sg[v] = v < nl ? seg + (size_t)idx[v] * (ETN_N_SPECIES + 1) : NULL;
     etn_vec A[FEAT];
-    features_v(perm, sg, r, A);
+    features_v(perm, sg, r, S, A);
     const etn_vec zero = {0};
     etn_vec h0[1] = {zero + 1};
     etn_vec h1[5];
@@ -455,7 +474,7 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
     bwd1(P, si, h0, A, rho1, NULL, dA);
-    pair_gradients_v(dA, perm, sg, r, grad);
+    pair_gradients_v(dA, sg, S, grad);
 }
 
 static inline int within(const etn_real *rv) {
@@ -514,14 +533,40 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
         for (int k = 0; k < n_atoms; k++) tmp[tally[sort_key(species, seg, key, order[k])]++] = order[k];
         memcpy(order, tmp, (size_t)n_atoms * sizeof(int));
     }
+    /* Room for one batch's pair slots per thread: a batch has at most sum_t max_i (count of species-t
+       pairs of atom i) slots */
+    long long n_slots = 1;
+    for (int t = 0; t < ETN_N_SPECIES; t++) {
+        long long m = 0;
+        for (int i = 0; i < n_atoms; i++)
+            if (sort_key(species, seg, t + 1, i) > m) m = sort_key(species, seg, t + 1, i);
+        n_slots += m;
+    }
+    int n_threads = 1;
+#ifdef _OPENMP
+    n_threads = omp_get_max_threads();
+#endif
+    /* aligned by hand for the slots' vectors (C99 has no aligned_alloc) */
+    char *raw = malloc((size_t)n_threads * n_slots * sizeof(etn_slot) + sizeof(etn_vec));
+    etn_slot *work = (etn_slot *)(((uintptr_t)raw + sizeof(etn_vec) - 1) / sizeof(etn_vec) * sizeof(etn_vec));
+    if (!raw) {
+        free(order); free(perm); free(seg); free(tally);
+        return -2;
+    }
     for (int k = 0; k < n_atoms; k++)
         if (k == 0 || species[order[k]] != species[order[k - 1]] || k - start[n_batches - 1] == 8)
             start[n_batches++] = k;
     start[n_batches] = n_atoms;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < n_batches; b++)
-        atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad);
-    free(order); free(perm); free(seg); free(tally);
+    for (int b = 0; b < n_batches; b++) {
+        int thread = 0;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad,
+              work + (size_t)thread * n_slots);
+    }
+    free(order); free(perm); free(seg); free(tally); free(raw);
     return 0;
 }
 
