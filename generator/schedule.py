@@ -20,6 +20,16 @@ Contraction orders of one path (``n_c`` = channels, ``r_in``/``r_out`` = ranks, 
           2 r_in n_c r_out (2 L_in + 1) + 2 nnz n_c r_out
     "gA": X[a_in, a_out, m] = Σ_c g A;                      h_out += Σ_{a_in} Σ C h X
           2 r_in n_c r_out (2 l + 1) + 2 nnz r_in r_out
+
+Their adjoints (the backward pass, ``bwd_flops``) as the C evaluation computes them, which keeps the gA
+paths' X (cores k > 1) and the gh paths' W from the forward pass; core 1 has no ρ_in to form::
+
+    "hA": dT = Σ_b g ρ;  dB, ρ_in from Σ C      2 r_in n_c r_out (2 L_out + 1) + (2 | 4) nnz r_in n_c
+    "gh": dB, dW from Σ C;  ρ_in = Σ g dW       (2 | 4) nnz n_c r_out + (0 | 2 r_in n_c r_out (2 L_in + 1))
+    "gA": dX, ρ_in from Σ C;  dB = Σ g dX       2 r_in n_c r_out (2 l + 1) + (2 | 4) nnz r_in r_out
+
+A path's order is the one with the fewest forward + backward FLOPs (energies and forces), ties broken by
+the forward FLOPs.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from .sph import monomials, solid_harmonic, solid_harmonic_grad
 from .spec import Spec
 
 ORDERS = ("hA", "gh", "gA")
-SCHEDULE_VERSION = 1
+SCHEDULE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,8 @@ class Path:
     r_out: int
     cg: tuple[CGEntry, ...]
     param: str
-    flops: dict
+    flops: dict  # forward FLOPs per order
+    bwd_flops: dict  # backward FLOPs per order
     order: str
 
     @property
@@ -142,6 +153,15 @@ def _path_flops(r_in, n_c, r_out, L_in, l, L_out, nnz) -> dict:
     }
 
 
+def _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, nnz, first: bool) -> dict:
+    cg = 2 if first else 4  # core 1 forms dB only; later cores dB and ρ_in from each CG entry
+    return {
+        "hA": 2 * r_in * n_c * r_out * (2 * L_out + 1) + cg * nnz * r_in * n_c,
+        "gh": cg * nnz * n_c * r_out + (0 if first else 2 * r_in * n_c * r_out * (2 * L_in + 1)),
+        "gA": 2 * r_in * n_c * r_out * (2 * l + 1) + cg * nnz * r_in * r_out,
+    }
+
+
 def schedule(spec: Spec) -> Schedule:
     """Derive the contraction schedule of ``spec`` (pure; sympy does the exact work)."""
     S, C, Nr, l_max = spec.n_species, spec.n_channels, spec.n_radial, spec.l_max
@@ -172,7 +192,7 @@ def schedule(spec: Spec) -> Schedule:
 
     add("e0", (S,))
     cores = []
-    fwd_atom = compress_atom = 0
+    fwd_atom = bwd_atom = compress_atom = 0
     for k in range(1, spec.cores + 1):
         K = spec.K(k)
         compress = []
@@ -198,20 +218,21 @@ def schedule(spec: Spec) -> Schedule:
                     shape = ((S,) if k == 1 else ()) + (r_in, n_c, r_out)
                     add(name, shape)
                     fl = _path_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg))
-                    order = min(ORDERS, key=lambda o_: (fl[o_], ORDERS.index(o_)))
+                    bw = _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg), k == 1)
+                    order = min(ORDERS, key=lambda o_: (fl[o_] + bw[o_], fl[o_], ORDERS.index(o_)))
                     fwd_atom += fl[order]
-                    paths.append(Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, order))
+                    bwd_atom += bw[order]
+                    paths.append(Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, bw, order))
         cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths)))
 
     sh_terms = sum(len(r["R"]) for r in sh)
     dsh_terms = sum(len(p) for r in sh for p in r["dR"])
     # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
     fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
-    # backward per atom: each path's adjoint costs twice its forward order (the gradients w.r.t. h and
-    # B; the C evaluation keeps the gA paths' X from the forward pass, CUDA computes it once more), the
-    # expansion dA += U dB as much as the compression; per pair: SH gradients, Σ_n dA Q_n and
-    # Σ_n dA Q'_n, then the 3-vector assembly
-    bwd_atom = 2 * (fwd_atom - compress_atom) + compress_atom
+    # backward per atom: the paths' adjoints (the CUDA kernels form X and W once more), the expansion
+    # dA += U dB as much as the compression; per pair: SH gradients, Σ_n dA Q_n and Σ_n dA Q'_n, then
+    # the 3-vector assembly
+    bwd_atom += compress_atom
     bwd_pair = 8 * Nr + 2 * sh_terms + 2 * dsh_terms + 4 * Nr * n_sh + 12 * n_sh
     flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
              "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}

@@ -163,15 +163,18 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         b = sched.block(p.param)
         return f"P + {b.offset}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if core.species_specific else "")
 
-    # offsets of the gA paths' X = sum_c g B (r_in x r_out x (2l+1)) in a core's cache, which the
-    # evaluation's forward pass fills and its backward pass reads instead of recomputing
+    # offsets in a core's cache of the temporaries that the C evaluation's forward pass fills and its
+    # backward pass reads instead of recomputing: the gA paths' X = sum_c g B (r_in x r_out x (2l+1);
+    # core 1's backward pass has no use for it) and the gh paths' W = sum_a g h (n_c x r_out x (2L_in+1))
     xc = {}
     for c in sched.cores:
         off = 0
         for p in c.paths:
-            if p.order == "gA":
+            size = {"gA": p.r_in * p.r_out * (2 * p.l + 1) if c.k > 1 else 0,
+                    "gh": p.n_c * p.r_out * (2 * p.L_in + 1)}.get(p.order, 0)
+            if size:
                 xc[c.k, p.param] = off
-                off += p.r_in * p.r_out * (2 * p.l + 1)
+                off += size
         xc[c.k] = off
 
     def tile(n, nm, registers=12):
@@ -187,7 +190,8 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
         bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
         fname=lambda core: f"B{core.k}" if core.K else "A",
-        xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k], tile=tile, sh_grad_dot=sh_grad_dot(),
+        xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
+        xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),
         sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0,
     )
     return ctx

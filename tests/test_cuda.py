@@ -55,14 +55,18 @@ def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
     sched = etn.schedule(etn.catalogue.load("binary"))
     cu, c = render_cuda(sched).kernels, render(sched).kernels
     assert cu.splitlines()[0] == c.splitlines()[0] and "do not edit" in cu.splitlines()[0]
-    # the per-pair maths and core 1's contractions are the same template text in both renderings: the C
-    # one runs them on SIMD lanes (etn_vec; the pair maths as *_v functions), the CUDA one on one atom per
-    # thread (only the C one keeps the forward X of cores 2.. for the backward pass)
+    # the per-pair maths and the contractions are the same template text in both renderings: the C one
+    # runs them on SIMD lanes (etn_vec; the pair maths as *_v functions), the CUDA one on one atom per
+    # thread. Only the C one keeps some paths' forward temporaries (X, W) for the backward pass, so
+    # there the text around the contractions differs, not their lines.
     pairmath_cu = cu[cu.index("/* Q_n(r) = T_n(xi)"):cu.index("/* A[c, l, m] = sum over pairs")]
     pairmath_c = c[c.index("/* Q_n(r) = T_n(xi)"):c.index("/* ==== core 1:")]
     assert pairmath_c.replace("etn_vec", "etn_real").replace("_v(", "(").strip() == pairmath_cu.strip()
-    core1 = cu[cu.index("/* ==== core 1:"):cu.index("/* ==== core 2:")]
-    assert core1.strip() in c
+    for k in (1, 2):
+        core_cu = cu[cu.index(f"/* ==== core {k}:"):cu.index(f"/* ==== core {k + 1}:")]
+        core_c = c[c.index(f"/* ==== core {k}:"):c.index(f"/* ==== core {k + 1}:")]
+        sums = [line for line in core_cu.splitlines() if "+=" in line and not line.lstrip().startswith("/*")]
+        assert len(sums) > 20 and all(line in core_c for line in sums)
     assert "typedef etn_real etn_vec;" in cu and "etn_vec __attribute__((vector_size(" in c
     assert "__global__" in cu and 'extern "C"' in cu
 

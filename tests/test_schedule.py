@@ -43,13 +43,14 @@ def test_schedule_consistent(name):
         expect = {(Li, l, Lo) for Li in b_in.Ls for l in range(spec.l_max + 1) for Lo in b_out.Ls if admissible(Li, l, Lo)}
         assert {(p.L_in, p.l, p.L_out) for p in core.paths} == expect
         for p in core.paths:
-            assert p.order == min(p.flops, key=p.flops.get)
+            assert p.order == min(p.flops, key=lambda o: (p.flops[o] + p.bwd_flops[o], p.flops[o]))
             assert all(abs(e.M_out) <= p.L_out and abs(e.M_in) <= p.L_in and abs(e.m) <= p.l for e in p.cg)
             assert p.nnz == np.count_nonzero(etn.generator.real_cg_dense(p.L_in, p.l, p.L_out))
             shape = s1.block(p.param).shape
             assert shape[-3:] == (b_in.rank(p.L_in), core.K or spec.channels(p.l), b_out.rank(p.L_out))
             assert len(shape) == 3 + (core.k == 1)
     paths = sum(p.flops[p.order] for c in s1.cores for p in c.paths)
+    adjoints = sum(p.bwd_flops[p.order] for c in s1.cores for p in c.paths)
     compress = sum(2 * spec.channels(l) * c.K * (2 * l + 1) for c in s1.cores if c.K for l in range(spec.l_max + 1))
     assert d["flops"]["forward"]["per_atom"] == paths + compress
-    assert d["flops"]["backward"]["per_atom"] == 2 * paths + compress
+    assert d["flops"]["backward"]["per_atom"] == adjoints + compress

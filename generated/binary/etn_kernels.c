@@ -95,9 +95,9 @@ ETN_FN void sph_grad_dot_v(const etn_vec *u, const etn_vec *ip, const etn_vec *p
 
 /* ==== core 1: 3 CG paths, bond 0 -> bond 1 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 1) */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and W of the gh paths for bwd1 */
 ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
-                 etn_vec *ETN_RESTRICT h_out) {
+                 etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     { /* path (0, 0, 0): 1x7x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 2 + si * 14;
         const etn_vec *hin = h_in + 0;
@@ -148,39 +148,37 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 ho[2] += 1.0 * hi[0] * x[2];
             }
     }
-    { /* path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gA */
+    { /* path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gh */
         const etn_real *g = P + 54 + si * 6;
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 8;
-        etn_vec X[5];
-        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
-            for (int b = 0; b < 1; b++) {
-                etn_vec acc[5] = {0};
-                for (int c = 0; c < 6; c++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *ac = B + c * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * ac[m];
-                }
-                etn_vec *x = X + (a * 1 + b) * 5;
-                for (int m = 0; m < 5; m++) x[m] = acc[m];
-            }
+        etn_vec *W = Xc + 0;
+        memset(W, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 1; a++)
+            for (int c = 0; c < 6; c++) {
+                const etn_real *gr = g + (a * 6 + c) * 1;
+                const etn_vec *hi = hin + a * 1;
+                for (int b = 0; b < 1; b++)
+                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
+            }
+        for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_vec *x = X + (a * 1 + b) * 5, *hi = hin + a * 1;
+                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 5;
                 etn_vec *ho = hout + b * 5;
-                ho[0] += 1.0 * hi[0] * x[0];
-                ho[1] += 1.0 * hi[0] * x[1];
-                ho[2] += 1.0 * hi[0] * x[2];
-                ho[3] += 1.0 * hi[0] * x[3];
-                ho[4] += 1.0 * hi[0] * x[4];
+                ho[0] += 1.0 * w[0] * ac[0];
+                ho[1] += 1.0 * w[0] * ac[1];
+                ho[2] += 1.0 * w[0] * ac[2];
+                ho[3] += 1.0 * w[0] * ac[3];
+                ho[4] += 1.0 * w[0] * ac[4];
             }
     }
 }
 
 /* The backward contraction of core 1: dBk += dV/dBk, given rho_out = dV/dh_out */
 ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
-                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk) {
+                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
+                 const etn_vec *ETN_RESTRICT Xc) {
     (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
     { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 2 + si * 14;
@@ -238,42 +236,31 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (0, 2, 2), the adjoint of the gA order */
-        const etn_real *g = P + 54 + si * 6;
-        const etn_vec *hin = h_in + 0;
+    { /* path (0, 2, 2), the adjoint of the gh order */
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 8;
-        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
-        etn_vec dX[5];
-        memset(dX, 0, sizeof dX);
-        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
+           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
+        const etn_vec *W = Xc + 0; /* from fwd1 */
+        for (int c = 0; c < 6; c++) {
+            etn_vec db[5] = {0};
             for (int b = 0; b < 1; b++) {
-                const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 5;
-                etn_vec *dx = dX + (a * 1 + b) * 5;
-                dx[0] += (1.0 * rb[0]) * hi[0];
-                dx[1] += (1.0 * rb[1]) * hi[0];
-                dx[2] += (1.0 * rb[2]) * hi[0];
-                dx[3] += (1.0 * rb[3]) * hi[0];
-                dx[4] += (1.0 * rb[4]) * hi[0];
+                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 5;
+                db[0] += (1.0 * rb[0]) * w[0];
+                db[1] += (1.0 * rb[1]) * w[0];
+                db[2] += (1.0 * rb[2]) * w[0];
+                db[3] += (1.0 * rb[3]) * w[0];
+                db[4] += (1.0 * rb[4]) * w[0];
             }
-        for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
-            etn_vec acc[5] = {0};
-            for (int a = 0; a < 1; a++)
-                for (int b = 0; b < 1; b++) {
-                    const etn_real gv = g[(a * 6 + c) * 1 + b];
-                    const etn_vec *dx = dX + (a * 1 + b) * 5;
-                    for (int m = 0; m < 5; m++) acc[m] += gv * dx[m];
-                }
             etn_vec *dbc = dB + c * 5;
-            for (int m = 0; m < 5; m++) dbc[m] += acc[m];
+            for (int m = 0; m < 5; m++) dbc[m] += db[m];
         }
     }
 }
 
 /* ==== core 2: 11 CG paths, bond 1 -> bond 2 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps the gA paths' X for bwd2 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and W of the gh paths for bwd2 */
 ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
@@ -306,8 +293,8 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 7;
         etn_vec *hout = h_out + 2;
-        etn_vec W[6];
-        memset(W, 0, sizeof W);
+        etn_vec *W = Xc + 4;
+        memset(W, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
@@ -329,8 +316,8 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 5;
-        etn_vec W[6];
-        memset(W, 0, sizeof W);
+        etn_vec *W = Xc + 10;
+        memset(W, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
@@ -354,7 +341,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 0;
         etn_vec *hout = h_out + 2;
-        etn_vec *X = Xc + 4;
+        etn_vec *X = Xc + 16;
         for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[1] = {0};
@@ -403,7 +390,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 7;
         etn_vec *hout = h_out + 5;
-        etn_vec *X = Xc + 6;
+        etn_vec *X = Xc + 18;
         for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[3] = {0};
@@ -437,7 +424,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 2;
-        etn_vec *X = Xc + 12;
+        etn_vec *X = Xc + 24;
         for (int a = 0; a < 2; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[5] = {0};
@@ -471,7 +458,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 8;
         const etn_vec *B = Bk + 0;
         etn_vec *hout = h_out + 5;
-        etn_vec *X = Xc + 22;
+        etn_vec *X = Xc + 34;
         for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[1] = {0};
@@ -499,7 +486,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 8;
         const etn_vec *B = Bk + 7;
         etn_vec *hout = h_out + 2;
-        etn_vec *X = Xc + 23;
+        etn_vec *X = Xc + 35;
         for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[3] = {0};
@@ -558,7 +545,7 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 8;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 5;
-        etn_vec *X = Xc + 26;
+        etn_vec *X = Xc + 38;
         for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
             for (int b = 0; b < 1; b++) {
                 etn_vec acc[5] = {0};
@@ -642,22 +629,13 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
     }
     { /* path (0, 1, 1), the adjoint of the gh order */
         const etn_real *g = P + 94;
-        const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 7;
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 0;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
            dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        etn_vec W[6];
-        memset(W, 0, sizeof W);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                const etn_vec *hi = hin + a * 1;
-                for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
-            }
+        const etn_vec *W = Xc + 4; /* from fwd2 */
         etn_vec dW[6];
         for (int c = 0; c < 6; c++) {
             etn_vec db[3] = {0};
@@ -689,22 +667,13 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
     }
     { /* path (0, 2, 2), the adjoint of the gh order */
         const etn_real *g = P + 106;
-        const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 0;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
            dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        etn_vec W[6];
-        memset(W, 0, sizeof W);
-        for (int a = 0; a < 2; a++)
-            for (int c = 0; c < 6; c++) {
-                const etn_real *gr = g + (a * 6 + c) * 1;
-                const etn_vec *hi = hin + a * 1;
-                for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
-            }
+        const etn_vec *W = Xc + 10; /* from fwd2 */
         etn_vec dW[6];
         for (int c = 0; c < 6; c++) {
             etn_vec db[5] = {0};
@@ -747,7 +716,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 4; /* from fwd2 */
+        const etn_vec *X = Xc + 16; /* from fwd2 */
         for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
@@ -812,7 +781,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[6];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 6; /* from fwd2 */
+        const etn_vec *X = Xc + 18; /* from fwd2 */
         for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
@@ -864,7 +833,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[10];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 12; /* from fwd2 */
+        const etn_vec *X = Xc + 24; /* from fwd2 */
         for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
@@ -916,7 +885,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[1];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 22; /* from fwd2 */
+        const etn_vec *X = Xc + 34; /* from fwd2 */
         for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
@@ -956,7 +925,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[3];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 23; /* from fwd2 */
+        const etn_vec *X = Xc + 35; /* from fwd2 */
         for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
@@ -1041,7 +1010,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
         etn_vec dX[5];
         memset(dX, 0, sizeof dX);
-        const etn_vec *X = Xc + 26; /* from fwd2 */
+        const etn_vec *X = Xc + 38; /* from fwd2 */
         for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
             for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 5;
@@ -1116,7 +1085,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* ==== core 3: 3 CG paths, bond 2 -> bond 3 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 3); Xc keeps the gA paths' X for bwd3 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 3); Xc keeps X of the gA and W of the gh paths for bwd3 */
 ETN_FN void fwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
@@ -1473,10 +1442,11 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec h0[1] = {zero + 1};
     etn_vec h1[13];
     memset(h1, 0, sizeof h1);
-    fwd1(P, si, h0, A, h1);
+    etn_vec X1[6];
+    fwd1(P, si, h0, A, h1, X1);
     etn_vec h2[10];
     memset(h2, 0, sizeof h2);
-    etn_vec X2[31];
+    etn_vec X2[43];
     fwd2(P, si, h1, A, h2, X2);
     etn_vec h3[1];
     memset(h3, 0, sizeof h3);
@@ -1494,7 +1464,7 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec rho1[13];
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
-    bwd1(P, si, h0, A, rho1, NULL, dA);
+    bwd1(P, si, h0, A, rho1, NULL, dA, X1);
     pair_gradients_v(dA, sg, S, grad);
 }
 

@@ -84,9 +84,9 @@ ETN_FN void sph_grad_dot_v(const etn_vec *u, const etn_vec *ip, const etn_vec *p
 
 /* ==== core 1: 2 CG paths, bond 0 -> bond 1 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 1) */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and W of the gh paths for bwd1 */
 ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
-                 etn_vec *ETN_RESTRICT h_out) {
+                 etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     { /* path (0, 0, 0): 1x3x2, 1 CG non-zeros, order gA */
         const etn_real *g = P + 1 + si * 6;
         const etn_vec *hin = h_in + 0;
@@ -116,8 +116,8 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 3;
         etn_vec *hout = h_out + 2;
-        etn_vec W[2];
-        memset(W, 0, sizeof W);
+        etn_vec *W = Xc + 0;
+        memset(W, 0, 2 * sizeof(etn_vec));
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 2; c++) {
                 const etn_real *gr = g + (a * 2 + c) * 1;
@@ -138,7 +138,8 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* The backward contraction of core 1: dBk += dV/dBk, given rho_out = dV/dh_out */
 ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
-                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk) {
+                 const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
+                 const etn_vec *ETN_RESTRICT Xc) {
     (void)Bk; (void)rho_in; /* core 1 has no left state to differentiate */
     { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 1 + si * 6;
@@ -168,21 +169,11 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         }
     }
     { /* path (0, 1, 1), the adjoint of the gh order */
-        const etn_real *g = P + 7 + si * 2;
-        const etn_vec *hin = h_in + 0;
         etn_vec *dB = dBk + 3;
         const etn_vec *ro = rho_out + 2;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi] (again); dB[c] += sum CG W[c, b] rho[b];
+        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
            dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        etn_vec W[2];
-        memset(W, 0, sizeof W);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 2; c++) {
-                const etn_real *gr = g + (a * 2 + c) * 1;
-                const etn_vec *hi = hin + a * 1;
-                for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
-            }
+        const etn_vec *W = Xc + 0; /* from fwd1 */
         for (int c = 0; c < 2; c++) {
             etn_vec db[3] = {0};
             for (int b = 0; b < 1; b++) {
@@ -199,7 +190,7 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* ==== core 2: 2 CG paths, bond 1 -> bond 2 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps the gA paths' X for bwd2 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and W of the gh paths for bwd2 */
 ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
@@ -227,27 +218,30 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 ho[0] += 1.0 * hi[0] * x[0];
             }
     }
-    { /* path (1, 1, 0): 1x2x1, 3 CG non-zeros, order hA */
+    { /* path (1, 1, 0): 1x2x1, 3 CG non-zeros, order gA */
         const etn_real *g = P + 15;
         const etn_vec *hin = h_in + 2;
         const etn_vec *B = Bk + 3;
         etn_vec *hout = h_out + 0;
-        etn_vec T[2];
-        memset(T, 0, sizeof T);
-        for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 2; c++) {
-                const etn_vec *hi = hin + a * 3, *ac = B + c * 3;
-                etn_vec *t = T + (a * 2 + c) * 1;
-                t[0] += -0.5773502691896257 * hi[0] * ac[0];
-                t[0] += -0.5773502691896257 * hi[1] * ac[1];
-                t[0] += -0.5773502691896257 * hi[2] * ac[2];
+        etn_vec *X = Xc + 2;
+        for (int a = 0; a < 1; a++) /* X[a, b, m] = sum_c g[a, c, b] B[c, m], summed in registers */
+            for (int b = 0; b < 1; b++) {
+                etn_vec acc[3] = {0};
+                for (int c = 0; c < 2; c++) {
+                    const etn_real gv = g[(a * 2 + c) * 1 + b];
+                    const etn_vec *ac = B + c * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * ac[m];
+                }
+                etn_vec *x = X + (a * 1 + b) * 3;
+                for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
         for (int a = 0; a < 1; a++)
-            for (int c = 0; c < 2; c++) {
-                const etn_real *gr = g + (a * 2 + c) * 1;
-                const etn_vec *t = T + (a * 2 + c) * 1;
-                for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) hout[b * 1 + M] += gr[b] * t[M];
+            for (int b = 0; b < 1; b++) {
+                const etn_vec *x = X + (a * 1 + b) * 3, *hi = hin + a * 3;
+                etn_vec *ho = hout + b * 1;
+                ho[0] += -0.5773502691896257 * hi[0] * x[0];
+                ho[0] += -0.5773502691896257 * hi[1] * x[1];
+                ho[0] += -0.5773502691896257 * hi[2] * x[2];
             }
     }
 }
@@ -257,6 +251,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                  const etn_vec *ETN_RESTRICT rho_out, etn_vec *ETN_RESTRICT rho_in, etn_vec *ETN_RESTRICT dBk,
                  const etn_vec *ETN_RESTRICT Xc) {
     (void)si;
+    (void)Bk; /* unused when every path's X comes from fwd2 */
     { /* path (0, 0, 0), the adjoint of the gA order */
         const etn_real *g = P + 9;
         const etn_vec *hin = h_in + 0;
@@ -289,33 +284,40 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int m = 0; m < 1; m++) dbc[m] += acc[m];
         }
     }
-    { /* path (1, 1, 0), the adjoint of the hA order */
+    { /* path (1, 1, 0), the adjoint of the gA order */
         const etn_real *g = P + 15;
         const etn_vec *hin = h_in + 2;
-        const etn_vec *B = Bk + 3;
         etn_vec *dB = dBk + 3;
         const etn_vec *ro = rho_out + 0;
         etn_vec *ri = rho_in + 2;
-        /* dT[a, c, M] = sum_b g[a, c, b] rho[b, M]; dB[c] += sum CG h[a] dT[a, c]; rho_in[a] += sum CG B[c] dT[a, c] */
-        for (int c = 0; c < 2; c++) {
-            etn_vec db[3] = {0};
-            const etn_vec *ac = B + c * 3;
-            for (int a = 0; a < 1; a++) {
-                const etn_real *gr = g + (a * 2 + c) * 1;
-                etn_vec dT[1] = {0};
-                for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) dT[M] += gr[b] * ro[b * 1 + M];
+        /* dX[a, b, m] = sum CG h[a] rho[b]; rho_in[a] += sum CG X[a, b] rho[b]; dB[c] += sum_ab g[a, c, b] dX[a, b] */
+        etn_vec dX[3];
+        memset(dX, 0, sizeof dX);
+        const etn_vec *X = Xc + 2; /* from fwd2 */
+        for (int a = 0; a < 1; a++) /* each CG entry's (C rho) serves both sums */
+            for (int b = 0; b < 1; b++) {
                 const etn_vec *hi = hin + a * 3;
+                const etn_vec *rb = ro + b * 1;
+                etn_vec *dx = dX + (a * 1 + b) * 3;
+                const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                db[0] += (-0.5773502691896257 * dT[0]) * hi[0];
-                ra[0] += (-0.5773502691896257 * dT[0]) * ac[0];
-                db[1] += (-0.5773502691896257 * dT[0]) * hi[1];
-                ra[1] += (-0.5773502691896257 * dT[0]) * ac[1];
-                db[2] += (-0.5773502691896257 * dT[0]) * hi[2];
-                ra[2] += (-0.5773502691896257 * dT[0]) * ac[2];
+                dx[0] += (-0.5773502691896257 * rb[0]) * hi[0];
+                ra[0] += (-0.5773502691896257 * rb[0]) * x[0];
+                dx[1] += (-0.5773502691896257 * rb[0]) * hi[1];
+                ra[1] += (-0.5773502691896257 * rb[0]) * x[1];
+                dx[2] += (-0.5773502691896257 * rb[0]) * hi[2];
+                ra[2] += (-0.5773502691896257 * rb[0]) * x[2];
             }
+        for (int c = 0; c < 2; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
+            etn_vec acc[3] = {0};
+            for (int a = 0; a < 1; a++)
+                for (int b = 0; b < 1; b++) {
+                    const etn_real gv = g[(a * 2 + c) * 1 + b];
+                    const etn_vec *dx = dX + (a * 1 + b) * 3;
+                    for (int m = 0; m < 3; m++) acc[m] += gv * dx[m];
+                }
             etn_vec *dbc = dB + c * 3;
-            for (int m = 0; m < 3; m++) dbc[m] += db[m];
+            for (int m = 0; m < 3; m++) dbc[m] += acc[m];
         }
     }
 }
@@ -459,10 +461,11 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec h0[1] = {zero + 1};
     etn_vec h1[5];
     memset(h1, 0, sizeof h1);
-    fwd1(P, si, h0, A, h1);
+    etn_vec X1[2];
+    fwd1(P, si, h0, A, h1, X1);
     etn_vec h2[1];
     memset(h2, 0, sizeof h2);
-    etn_vec X2[2];
+    etn_vec X2[5];
     fwd2(P, si, h1, A, h2, X2);
     for (int v = 0; v < nl; v++) energies[idx[v]] = P[0 + si] + h2[0][v];
     if (!grad) return;
@@ -473,7 +476,7 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec rho1[5];
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
-    bwd1(P, si, h0, A, rho1, NULL, dA);
+    bwd1(P, si, h0, A, rho1, NULL, dA, X1);
     pair_gradients_v(dA, sg, S, grad);
 }
 
