@@ -22,7 +22,7 @@ def table(sched: Schedule) -> str:
         "",
     ]
     hdr = f"{'core':>4} {'path (L_in,l,L_out)':>19} {'r_in x n_c x r_out':>18} {'nnz':>5} {'params':>8} " \
-          f"{'order':>5} {'FLOPs':>9}   alternatives"
+          f"{'order':>5} {'FLOPs f+b':>9}   alternatives"
     out += [hdr, "-" * len(hdr)]
     for core in sched.cores:
         S = spec.n_species if core.species_specific else 1
@@ -32,9 +32,9 @@ def table(sched: Schedule) -> str:
         for p in core.paths:
             n = sched.block(p.param).size
             shape = f"{p.r_in}x{p.n_c}x{p.r_out}" + (f" x{S}sp" if S > 1 else "")
-            alts = "  ".join(f"{o}={_fmt(p.flops[o])}" for o in ORDERS if o != p.order)
+            alts = "  ".join(f"{o}={_fmt(p.flops[o] + p.bwd_flops[o])}" for o in ORDERS if o != p.order)
             out.append(f"{core.k:>4} {str((p.L_in, p.l, p.L_out)):>19} {shape:>18} {p.nnz:>5} {_fmt(n):>8} "
-                       f"{p.order:>5} {_fmt(p.flops[p.order]):>9}   {alts}")
+                       f"{p.order:>5} {_fmt(p.flops[p.order] + p.bwd_flops[p.order]):>9}   {alts}")
     fw, bw = sched.flops["forward"], sched.flops["backward"]
     out += [
         "",
