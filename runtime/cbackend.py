@@ -44,6 +44,19 @@ class CBackend:
             raise ValueError("a species index is out of range for this model")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
 
+    def forces_virial(self, pairs, grad):
+        """Forces (N, 3) and W = sym(Σ_pairs ∂V_i/∂r_ij ⊗ r_ij) (3, 3) from per-pair gradients, by the
+        library's etn_forces_virial (float64 builds; None for float32, where numpy does it)."""
+        if self.dtype != "float64":
+            return None
+        i, j = (np.ascontiguousarray(a, dtype=np.int32) for a in (pairs.i, pairs.j))
+        r, g = (np.ascontiguousarray(a, dtype=np.float64) for a in (pairs.r, grad))
+        F, V = np.empty((pairs.n_atoms, 3)), np.empty((3, 3))
+        self.lib.etn_forces_virial(pairs.n_atoms, len(i), self._ptr("int *", i), self._ptr("int *", j),
+                                   self._ptr("etn_real *", r), self._ptr("etn_real *", g),
+                                   self._ptr("etn_real *", F), self._ptr("etn_real *", V))
+        return F, -V  # etn_forces_virial gives the virial, -W
+
 
 class PairsCSR:
     """Pairs grouped by centre atom, as the kernels take them: ``first`` (N+1), neighbour species

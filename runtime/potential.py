@@ -120,13 +120,17 @@ class Potential:
         out["free_energy"] = out["energy"]
         if not need_grad:
             return out
-        N = pr.n_atoms
-        F = np.zeros((N, 3))
-        for a in range(3):
-            F[:, a] = np.bincount(pr.i, g[:, a], N) - np.bincount(pr.j, g[:, a], N)
+        fw = be.forces_virial(pr, g) if hasattr(be, "forces_virial") and len(g) else None
+        if fw is None:
+            N = pr.n_atoms
+            F = np.zeros((N, 3))
+            for a in range(3):
+                F[:, a] = np.bincount(pr.i, g[:, a], N) - np.bincount(pr.j, g[:, a], N)
+            W = g.T @ pr.r  # Σ_pairs ∂V/∂r ⊗ r  = dE/dε
+            W = 0.5 * (W + W.T)
+        else:
+            F, W = fw
         out["forces"] = F
-        W = g.T @ pr.r  # Σ_pairs ∂V/∂r ⊗ r  = dE/dε
-        W = 0.5 * (W + W.T)
         out["virial"] = -W
         if stress:
             if atoms.cell.rank == 3:
