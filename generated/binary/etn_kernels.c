@@ -115,12 +115,16 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 etn_vec *x = X + (a * 2 + b) * 1;
                 for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) { /* ch[e] = CG_e h[a, M_in], formed once for all b */
+            const etn_vec *hi = hin + a * 1;
+            etn_vec ch[1];
+            ch[0] = 1.0 * hi[0];
             for (int b = 0; b < 2; b++) {
-                const etn_vec *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1;
                 etn_vec *ho = hout + b * 1;
-                ho[0] += 1.0 * hi[0] * x[0];
+                ho[0] += ch[0] * x[0];
             }
+        }
     }
     { /* path (0, 1, 1): 1x6x2, 3 CG non-zeros, order gA */
         const etn_real *g = P + 30 + si * 12;
@@ -139,14 +143,20 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 etn_vec *x = X + (a * 2 + b) * 3;
                 for (int m = 0; m < 3; m++) x[m] = acc[m];
             }
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) { /* ch[e] = CG_e h[a, M_in], formed once for all b */
+            const etn_vec *hi = hin + a * 1;
+            etn_vec ch[3];
+            ch[0] = 1.0 * hi[0];
+            ch[1] = 1.0 * hi[0];
+            ch[2] = 1.0 * hi[0];
             for (int b = 0; b < 2; b++) {
-                const etn_vec *x = X + (a * 2 + b) * 3, *hi = hin + a * 1;
+                const etn_vec *x = X + (a * 2 + b) * 3;
                 etn_vec *ho = hout + b * 3;
-                ho[0] += 1.0 * hi[0] * x[0];
-                ho[1] += 1.0 * hi[0] * x[1];
-                ho[2] += 1.0 * hi[0] * x[2];
+                ho[0] += ch[0] * x[0];
+                ho[1] += ch[1] * x[1];
+                ho[2] += ch[2] * x[2];
             }
+        }
     }
     { /* path (0, 2, 2): 1x6x1, 5 CG non-zeros, order gh */
         const etn_real *g = P + 54 + si * 6;
@@ -281,12 +291,16 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 etn_vec *x = X + (a * 2 + b) * 1;
                 for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
-        for (int a = 0; a < 2; a++)
+        for (int a = 0; a < 2; a++) { /* ch[e] = CG_e h[a, M_in], formed once for all b */
+            const etn_vec *hi = hin + a * 1;
+            etn_vec ch[1];
+            ch[0] = 1.0 * hi[0];
             for (int b = 0; b < 2; b++) {
-                const etn_vec *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1;
                 etn_vec *ho = hout + b * 1;
-                ho[0] += 1.0 * hi[0] * x[0];
+                ho[0] += ch[0] * x[0];
             }
+        }
     }
     { /* path (0, 1, 1): 2x6x1, 3 CG non-zeros, order gh */
         const etn_real *g = P + 94;
@@ -605,16 +619,19 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[4];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd2 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < 2; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 1;
+            etn_vec cr[1];
+            cr[0] = 1.0 * rb[0];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 2 + b) * 1;
                 const etn_vec *x = X + (a * 2 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += (1.0 * rb[0]) * hi[0];
-                ra[0] += (1.0 * rb[0]) * x[0];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
             }
+        }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
             for (int a = 0; a < 2; a++)
@@ -717,20 +734,25 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 16; /* from fwd2 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 1; b++) {
+        for (int b = 0; b < 1; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 3;
+            etn_vec cr[3];
+            cr[0] = 1.0 * rb[0];
+            cr[1] = 1.0 * rb[1];
+            cr[2] = 1.0 * rb[2];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 3;
-                const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += (1.0 * rb[0]) * hi[0];
-                ra[0] += (1.0 * rb[0]) * x[0];
-                dx[0] += (1.0 * rb[1]) * hi[1];
-                ra[1] += (1.0 * rb[1]) * x[0];
-                dx[0] += (1.0 * rb[2]) * hi[2];
-                ra[2] += (1.0 * rb[2]) * x[0];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
+                dx[0] += cr[1] * hi[1];
+                ra[1] += cr[1] * x[0];
+                dx[0] += cr[2] * hi[2];
+                ra[2] += cr[2] * x[0];
             }
+        }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
             for (int a = 0; a < 2; a++)
@@ -782,36 +804,49 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[6];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 18; /* from fwd2 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 1; b++) {
+        for (int b = 0; b < 1; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 5;
+            etn_vec cr[11];
+            cr[0] = -0.408248290463863 * rb[2];
+            cr[1] = -0.7071067811865476 * rb[4];
+            cr[2] = 0.7071067811865476 * rb[1];
+            cr[3] = 0.7071067811865476 * rb[0];
+            cr[4] = 0.7071067811865476 * rb[1];
+            cr[5] = 0.816496580927726 * rb[2];
+            cr[6] = 0.7071067811865476 * rb[3];
+            cr[7] = 0.7071067811865476 * rb[0];
+            cr[8] = 0.7071067811865476 * rb[3];
+            cr[9] = -0.408248290463863 * rb[2];
+            cr[10] = 0.7071067811865476 * rb[4];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 3;
-                const etn_vec *rb = ro + b * 5;
                 etn_vec *dx = dX + (a * 1 + b) * 3;
                 const etn_vec *x = X + (a * 1 + b) * 3;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += (-0.408248290463863 * rb[2]) * hi[0];
-                ra[0] += (-0.408248290463863 * rb[2]) * x[0];
-                dx[0] += (-0.7071067811865476 * rb[4]) * hi[0];
-                ra[0] += (-0.7071067811865476 * rb[4]) * x[0];
-                dx[1] += (0.7071067811865476 * rb[1]) * hi[0];
-                ra[0] += (0.7071067811865476 * rb[1]) * x[1];
-                dx[2] += (0.7071067811865476 * rb[0]) * hi[0];
-                ra[0] += (0.7071067811865476 * rb[0]) * x[2];
-                dx[0] += (0.7071067811865476 * rb[1]) * hi[1];
-                ra[1] += (0.7071067811865476 * rb[1]) * x[0];
-                dx[1] += (0.816496580927726 * rb[2]) * hi[1];
-                ra[1] += (0.816496580927726 * rb[2]) * x[1];
-                dx[2] += (0.7071067811865476 * rb[3]) * hi[1];
-                ra[1] += (0.7071067811865476 * rb[3]) * x[2];
-                dx[0] += (0.7071067811865476 * rb[0]) * hi[2];
-                ra[2] += (0.7071067811865476 * rb[0]) * x[0];
-                dx[1] += (0.7071067811865476 * rb[3]) * hi[2];
-                ra[2] += (0.7071067811865476 * rb[3]) * x[1];
-                dx[2] += (-0.408248290463863 * rb[2]) * hi[2];
-                ra[2] += (-0.408248290463863 * rb[2]) * x[2];
-                dx[2] += (0.7071067811865476 * rb[4]) * hi[2];
-                ra[2] += (0.7071067811865476 * rb[4]) * x[2];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
+                dx[0] += cr[1] * hi[0];
+                ra[0] += cr[1] * x[0];
+                dx[1] += cr[2] * hi[0];
+                ra[0] += cr[2] * x[1];
+                dx[2] += cr[3] * hi[0];
+                ra[0] += cr[3] * x[2];
+                dx[0] += cr[4] * hi[1];
+                ra[1] += cr[4] * x[0];
+                dx[1] += cr[5] * hi[1];
+                ra[1] += cr[5] * x[1];
+                dx[2] += cr[6] * hi[1];
+                ra[1] += cr[6] * x[2];
+                dx[0] += cr[7] * hi[2];
+                ra[2] += cr[7] * x[0];
+                dx[1] += cr[8] * hi[2];
+                ra[2] += cr[8] * x[1];
+                dx[2] += cr[9] * hi[2];
+                ra[2] += cr[9] * x[2];
+                dx[2] += cr[10] * hi[2];
+                ra[2] += cr[10] * x[2];
             }
+        }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[3] = {0};
             for (int a = 0; a < 2; a++)
@@ -834,36 +869,49 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[10];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 24; /* from fwd2 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 1; b++) {
+        for (int b = 0; b < 1; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 3;
+            etn_vec cr[11];
+            cr[0] = -0.5477225575051661 * rb[2];
+            cr[1] = -0.5477225575051661 * rb[1];
+            cr[2] = 0.31622776601683794 * rb[0];
+            cr[3] = 0.5477225575051661 * rb[0];
+            cr[4] = -0.5477225575051661 * rb[0];
+            cr[5] = -0.6324555320336759 * rb[1];
+            cr[6] = -0.5477225575051661 * rb[2];
+            cr[7] = -0.5477225575051661 * rb[0];
+            cr[8] = 0.31622776601683794 * rb[2];
+            cr[9] = -0.5477225575051661 * rb[1];
+            cr[10] = -0.5477225575051661 * rb[2];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 3;
-                const etn_vec *rb = ro + b * 3;
                 etn_vec *dx = dX + (a * 1 + b) * 5;
                 const etn_vec *x = X + (a * 1 + b) * 5;
                 etn_vec *ra = ri + a * 3;
-                dx[0] += (-0.5477225575051661 * rb[2]) * hi[0];
-                ra[0] += (-0.5477225575051661 * rb[2]) * x[0];
-                dx[1] += (-0.5477225575051661 * rb[1]) * hi[0];
-                ra[0] += (-0.5477225575051661 * rb[1]) * x[1];
-                dx[2] += (0.31622776601683794 * rb[0]) * hi[0];
-                ra[0] += (0.31622776601683794 * rb[0]) * x[2];
-                dx[4] += (0.5477225575051661 * rb[0]) * hi[0];
-                ra[0] += (0.5477225575051661 * rb[0]) * x[4];
-                dx[1] += (-0.5477225575051661 * rb[0]) * hi[1];
-                ra[1] += (-0.5477225575051661 * rb[0]) * x[1];
-                dx[2] += (-0.6324555320336759 * rb[1]) * hi[1];
-                ra[1] += (-0.6324555320336759 * rb[1]) * x[2];
-                dx[3] += (-0.5477225575051661 * rb[2]) * hi[1];
-                ra[1] += (-0.5477225575051661 * rb[2]) * x[3];
-                dx[0] += (-0.5477225575051661 * rb[0]) * hi[2];
-                ra[2] += (-0.5477225575051661 * rb[0]) * x[0];
-                dx[2] += (0.31622776601683794 * rb[2]) * hi[2];
-                ra[2] += (0.31622776601683794 * rb[2]) * x[2];
-                dx[3] += (-0.5477225575051661 * rb[1]) * hi[2];
-                ra[2] += (-0.5477225575051661 * rb[1]) * x[3];
-                dx[4] += (-0.5477225575051661 * rb[2]) * hi[2];
-                ra[2] += (-0.5477225575051661 * rb[2]) * x[4];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
+                dx[1] += cr[1] * hi[0];
+                ra[0] += cr[1] * x[1];
+                dx[2] += cr[2] * hi[0];
+                ra[0] += cr[2] * x[2];
+                dx[4] += cr[3] * hi[0];
+                ra[0] += cr[3] * x[4];
+                dx[1] += cr[4] * hi[1];
+                ra[1] += cr[4] * x[1];
+                dx[2] += cr[5] * hi[1];
+                ra[1] += cr[5] * x[2];
+                dx[3] += cr[6] * hi[1];
+                ra[1] += cr[6] * x[3];
+                dx[0] += cr[7] * hi[2];
+                ra[2] += cr[7] * x[0];
+                dx[2] += cr[8] * hi[2];
+                ra[2] += cr[8] * x[2];
+                dx[3] += cr[9] * hi[2];
+                ra[2] += cr[9] * x[3];
+                dx[4] += cr[10] * hi[2];
+                ra[2] += cr[10] * x[4];
             }
+        }
         for (int c = 0; c < 6; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[5] = {0};
             for (int a = 0; a < 2; a++)
@@ -1185,16 +1233,19 @@ ETN_FN void bwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd3 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 1; b++) {
+        for (int b = 0; b < 1; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 1;
+            etn_vec cr[1];
+            cr[0] = 1.0 * rb[0];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += (1.0 * rb[0]) * hi[0];
-                ra[0] += (1.0 * rb[0]) * x[0];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
             }
+        }
         for (int c = 0; c < 7; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
             for (int a = 0; a < 2; a++)

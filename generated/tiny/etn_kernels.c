@@ -104,12 +104,16 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
                 etn_vec *x = X + (a * 2 + b) * 1;
                 for (int m = 0; m < 1; m++) x[m] = acc[m];
             }
-        for (int a = 0; a < 1; a++)
+        for (int a = 0; a < 1; a++) { /* ch[e] = CG_e h[a, M_in], formed once for all b */
+            const etn_vec *hi = hin + a * 1;
+            etn_vec ch[1];
+            ch[0] = 1.0 * hi[0];
             for (int b = 0; b < 2; b++) {
-                const etn_vec *x = X + (a * 2 + b) * 1, *hi = hin + a * 1;
+                const etn_vec *x = X + (a * 2 + b) * 1;
                 etn_vec *ho = hout + b * 1;
-                ho[0] += 1.0 * hi[0] * x[0];
+                ho[0] += ch[0] * x[0];
             }
+        }
     }
     { /* path (0, 1, 1): 1x2x1, 3 CG non-zeros, order gh */
         const etn_real *g = P + 7 + si * 2;
@@ -262,16 +266,19 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec dX[2];
         memset(dX, 0, sizeof dX);
         const etn_vec *X = Xc + 0; /* from fwd2 */
-        for (int a = 0; a < 2; a++) /* each CG entry's (C rho) serves both sums */
-            for (int b = 0; b < 1; b++) {
+        for (int b = 0; b < 1; b++) { /* cr[e] = CG_e rho[b, M_out], formed once for all a, serves both sums */
+            const etn_vec *rb = ro + b * 1;
+            etn_vec cr[1];
+            cr[0] = 1.0 * rb[0];
+            for (int a = 0; a < 2; a++) {
                 const etn_vec *hi = hin + a * 1;
-                const etn_vec *rb = ro + b * 1;
                 etn_vec *dx = dX + (a * 1 + b) * 1;
                 const etn_vec *x = X + (a * 1 + b) * 1;
                 etn_vec *ra = ri + a * 1;
-                dx[0] += (1.0 * rb[0]) * hi[0];
-                ra[0] += (1.0 * rb[0]) * x[0];
+                dx[0] += cr[0] * hi[0];
+                ra[0] += cr[0] * x[0];
             }
+        }
         for (int c = 0; c < 3; c++) { /* dB[c, m] += sum_ab g[a, c, b] dX[a, b, m], summed in registers */
             etn_vec acc[1] = {0};
             for (int a = 0; a < 2; a++)
