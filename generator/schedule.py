@@ -226,14 +226,17 @@ def schedule(spec: Spec) -> Schedule:
         cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths)))
 
     sh_terms = sum(len(r["R"]) for r in sh)
-    dsh_terms = sum(len(p) for r in sh for p in r["dR"])
+    # ∇(Σ_s G_s Y_s) as the kernels form it: P's monomial coefficients Σ_s coef G_s, then e_a c_e u^(e-a)
+    monos = {tuple(e) for r in sh if r["l"] for _, _, e in r["R"]}
+    grad_terms = sum(1 for e in monos for a in range(3) if e[a])
     # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
     fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
     # backward per atom: the paths' adjoints (the CUDA kernels form X and W once more), the expansion
-    # dA += U dB as much as the compression; per pair: SH gradients, Σ_n dA Q_n and Σ_n dA Q'_n, then
-    # the 3-vector assembly
+    # dA += U dB as much as the compression; per pair (the C evaluation keeps Q, Q' and Y from the
+    # forward pass, the CUDA kernels form them once more): Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by
+    # monomials with its l Y u term, Σ_s GD_s Y_s, then the 3-vector assembly
     bwd_atom += compress_atom
-    bwd_pair = 8 * Nr + 2 * sh_terms + 2 * dsh_terms + 4 * Nr * n_sh + 12 * n_sh
+    bwd_pair = 4 * Nr * n_sh + 2 * sh_terms + 2 * grad_terms + 3 * n_sh + 2 * n_sh + 12
     flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
              "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
     tmp = 0
