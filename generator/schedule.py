@@ -30,6 +30,14 @@ paths' X (cores k > 1) and the gh paths' W from the forward pass; core 1 has no 
 
 A path's order is the one with the fewest forward + backward FLOPs (energies and forces), ties broken by
 the forward FLOPs.
+
+Folding. A compressing core contracts B_k = U_k^T A; since the model is linear in U_k, the same core
+with n_c = C channels and blocks g'[a, c, b] = Σ_K U_k[l, c, K] g[a, K, b] gives the same site energies.
+The compression costs 2 C K (2l + 1) per l and atom each way, which a core with few or small paths
+(the chain's ends, r_in or r_out = 1) does not earn back. ``Core.fold`` says that the C evaluation runs
+the core folded, with ``Core.folded``: its paths with n_c = C and orders chosen for that; the evaluation
+forms g' once per call. The parameters, the design-row kernels and the CUDA kernels keep the compressed
+form; ``flops`` counts the C evaluation.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from .sph import monomials, solid_harmonic, solid_harmonic_grad
 from .spec import Spec
 
 ORDERS = ("hA", "gh", "gA")
-SCHEDULE_VERSION = 2
+SCHEDULE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class Core:
     K: int
     compress: tuple[str, ...]
     paths: tuple[Path, ...]
+    fold: bool = False  # the C evaluation multiplies U_k into the path blocks (see the module notes)
+    folded: tuple[Path, ...] = ()  # the paths as the folded evaluation runs them: n_c = C channels
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,13 @@ def _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, nnz, first: bool) -> dict:
     }
 
 
+def _path(L_in, l, L_out, r_in, n_c, r_out, cg, name, first: bool) -> Path:
+    fl = _path_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg))
+    bw = _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg), first)
+    order = min(ORDERS, key=lambda o_: (fl[o_] + bw[o_], fl[o_], ORDERS.index(o_)))
+    return Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, bw, order)
+
+
 def schedule(spec: Spec) -> Schedule:
     """Derive the contraction schedule of ``spec`` (pure; sympy does the exact work)."""
     S, C, Nr, l_max = spec.n_species, spec.n_channels, spec.n_radial, spec.l_max
@@ -192,7 +209,7 @@ def schedule(spec: Spec) -> Schedule:
 
     add("e0", (S,))
     cores = []
-    fwd_atom = bwd_atom = compress_atom = 0
+    fwd_atom = bwd_atom = 0
     for k in range(1, spec.cores + 1):
         K = spec.K(k)
         compress = []
@@ -200,30 +217,33 @@ def schedule(spec: Spec) -> Schedule:
             for l in range(l_max + 1):
                 add(f"core{k}.U.l{l}", (chan[l], K))
                 compress.append(f"core{k}.U.l{l}")
-                fwd_atom += 2 * chan[l] * K * (2 * l + 1)
-                compress_atom += 2 * chan[l] * K * (2 * l + 1)
-        paths = []
+        paths, folded = [], []
         b_in, b_out = spec.bond(k - 1), spec.bond(k)
         for L_in, r_in in b_in.terms:
             for l in range(l_max + 1):
                 for L_out, r_out in b_out.terms:
                     if not admissible(L_in, l, L_out):
                         continue
-                    n_c = K or chan[l]
                     cg = tuple(
                         CGEntry(M_in, m, M_out, str(v), float(v))
                         for (M_out, M_in, m), v in sorted(real_cg(L_in, l, L_out).items(), key=lambda t: (t[0][1], t[0][2], t[0][0]))
                     )
                     name = f"core{k}.path{L_in}_{l}_{L_out}"
-                    shape = ((S,) if k == 1 else ()) + (r_in, n_c, r_out)
+                    shape = ((S,) if k == 1 else ()) + (r_in, K or chan[l], r_out)
                     add(name, shape)
-                    fl = _path_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg))
-                    bw = _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg), k == 1)
-                    order = min(ORDERS, key=lambda o_: (fl[o_] + bw[o_], fl[o_], ORDERS.index(o_)))
-                    fwd_atom += fl[order]
-                    bwd_atom += bw[order]
-                    paths.append(Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, bw, order))
-        cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths)))
+                    paths.append(_path(L_in, l, L_out, r_in, K or chan[l], r_out, cg, name, k == 1))
+                    if K:
+                        folded.append(_path(L_in, l, L_out, r_in, chan[l], r_out, cg, name, k == 1))
+        compress_fb = 2 * sum(2 * chan[l] * K * (2 * l + 1) for l in range(l_max + 1)) if K else 0
+        cost = lambda ps: sum(p.flops[p.order] + p.bwd_flops[p.order] for p in ps)  # noqa: E731
+        fold = bool(K) and cost(folded) < compress_fb + cost(paths)
+        run = folded if fold else paths
+        if K and not fold:
+            fwd_atom += compress_fb // 2
+            bwd_atom += compress_fb // 2
+        fwd_atom += sum(p.flops[p.order] for p in run)
+        bwd_atom += sum(p.bwd_flops[p.order] for p in run)
+        cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths), fold, tuple(folded) if fold else ()))
 
     sh_terms = sum(len(r["R"]) for r in sh)
     # ∇(Σ_s G_s Y_s) as the kernels form it: P's monomial coefficients Σ_s coef G_s, then e_a c_e u^(e-a)
@@ -231,17 +251,16 @@ def schedule(spec: Spec) -> Schedule:
     grad_terms = sum(1 for e in monos for a in range(3) if e[a])
     # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
     fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
-    # backward per atom: the paths' adjoints (the CUDA kernels form X and W once more), the expansion
-    # dA += U dB as much as the compression; per pair (the C evaluation keeps Q, Q' and Y from the
+    # backward per atom (above): the paths' adjoints (the CUDA kernels form X and W once more) and, for
+    # the cores not folded, the expansion dA += U dB as much as the compression; per pair (the C evaluation keeps Q, Q' and Y from the
     # forward pass, the CUDA kernels form them once more): Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by
     # monomials with its l Y u term, Σ_s GD_s Y_s, then the 3-vector assembly
-    bwd_atom += compress_atom
     bwd_pair = 4 * Nr * n_sh + 2 * sh_terms + 2 * grad_terms + 3 * n_sh + 2 * n_sh + 12
     flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
              "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
     tmp = 0
     for c in cores:
-        for p in c.paths:
+        for p in c.paths + c.folded:
             tmp = max(tmp, {"hA": p.r_in * p.n_c * (2 * p.L_out + 1),
                             "gh": p.n_c * p.r_out * (2 * p.L_in + 1),
                             "gA": p.r_in * p.r_out * (2 * p.l + 1)}[p.order])

@@ -7,7 +7,7 @@ schedule and the literal printers below; Jinja runs with ``StrictUndefined``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -62,8 +62,10 @@ VECTOR_BYTES = 64
 
 
 def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_model.h") -> Source:
-    """The C kernels and their header (the cffi contract)."""
-    ctx = _context(sched, dtype, header_name)
+    """The C kernels and their header (the cffi contract). The cores the schedule folds (``Core.fold``) run
+    uncompressed, on blocks g' = U g that ``etn_compute`` forms once per call in a buffer F."""
+    cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold else c for c in sched.cores)
+    ctx = _context(sched, dtype, header_name, cores)
     ctx["lanes"] = VECTOR_BYTES // (4 if ctx["dtype"] == "float32" else 8)
     env = environment()
     return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
@@ -120,8 +122,9 @@ def _design_context(sched: Schedule, header_name: str) -> dict:
     return ctx
 
 
-def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
+def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple | None = None) -> dict:
     spec = sched.spec
+    cores = sched.cores if cores is None else cores
     dtype = dtype or spec.dtype
     if dtype not in CTYPES:
         raise ValueError(f"dtype {dtype!r} is unknown; use one of {', '.join(CTYPES)}")
@@ -158,16 +161,29 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
         """Offset of irrep l in core k's feature array (B_k = U_k^T A if compressed, else A)."""
         return core.K * l * l if core.K else sched.features["offsets"][l]
 
+    # the folded cores' blocks g'[(s,) a, c, b] = sum_K U[l, c, K] g[(s,) a, K, b] in the buffer F, in path order
+    folds, fold_off, n_fold = [], {}, 0
+    for c in cores:
+        K = sched.cores[c.k - 1].K
+        if K and not c.K:  # render()'s view of a folded core
+            for p in c.paths:
+                rows = (spec.n_species if c.species_specific else 1) * p.r_in
+                folds.append(dict(F=n_fold, g=sched.block(p.param).offset, U=sched.block(f"core{c.k}.U.l{p.l}").offset,
+                                  rows=rows, C=p.n_c, K=K, r_out=p.r_out, name=p.param))
+                fold_off[p.param] = n_fold
+                n_fold += rows * p.n_c * p.r_out
+
     def gptr(core, p):
-        """Pointer to a path's core block in the parameters (species-specific: the centre's slice)."""
-        b = sched.block(p.param)
-        return f"P + {b.offset}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if core.species_specific else "")
+        """Pointer to a path's core block in the parameters P, or in F for a folded core (whose functions
+        get F as their P); species-specific: the centre's slice."""
+        off = fold_off[p.param] if p.param in fold_off else sched.block(p.param).offset
+        return f"P + {off}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if core.species_specific else "")
 
     # offsets in a core's cache of the temporaries that the C evaluation's forward pass fills and its
     # backward pass reads instead of recomputing: the gA paths' X = sum_c g B (r_in x r_out x (2l+1);
     # core 1's backward pass has no use for it) and the gh paths' W = sum_a g h (n_c x r_out x (2L_in+1))
     xc = {}
-    for c in sched.cores:
+    for c in cores:
         off = 0
         for p in c.paths:
             size = {"gA": p.r_in * p.r_out * (2 * p.l + 1) if c.k > 1 else 0,
@@ -185,11 +201,12 @@ def _context(sched: Schedule, dtype: str | None, header_name: str) -> dict:
     features = dict(sched.features, constant_index=sched.features["offsets"][0] + spec.n_channels)
     ctx = dict(
         stamp=stamp(spec, dtype), spec=spec, dtype=dtype, ctype=CTYPES[dtype], n_params=sched.n_params,
-        n_sh=sched.features["n_sh"], features=features, bonds=sched.bonds, cores=sched.cores,
+        n_sh=sched.features["n_sh"], features=features, bonds=sched.bonds, cores=cores,
         sh=[dict(row, index=k) for k, row in enumerate(sched.sh)], header_name=header_name,
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
         bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
-        fname=lambda core: f"B{core.k}" if core.K else "A",
+        fname=lambda core: f"B{core.k}" if core.K else "A", folds=folds, n_fold=n_fold,
+        pname=lambda core: "F" if any(p.param in fold_off for p in core.paths) else "P",
         xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
         xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),
         sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0,

@@ -28,9 +28,10 @@ def table(sched: Schedule) -> str:
         S = spec.n_species if core.species_specific else 1
         if core.K:
             n = sum(sched.block(name).size for name in core.compress)
-            out.append(f"{core.k:>4} {'compress U[l,c,K]':>19} {'K = ' + str(core.K):>18} {'':>5} {_fmt(n):>8}")
-        for p in core.paths:
-            n = sched.block(p.param).size
+            note = "   folded: the C evaluation runs the paths below on g' = U g" if core.fold else ""
+            out.append(f"{core.k:>4} {'compress U[l,c,K]':>19} {'K = ' + str(core.K):>18} {'':>5} {_fmt(n):>8}{note}")
+        for p in core.folded or core.paths:
+            n = sched.block(p.param).size  # a folded path's block is stored compressed: r_in x K x r_out
             shape = f"{p.r_in}x{p.n_c}x{p.r_out}" + (f" x{S}sp" if S > 1 else "")
             alts = "  ".join(f"{o}={_fmt(p.flops[o] + p.bwd_flops[o])}" for o in ORDERS if o != p.order)
             out.append(f"{core.k:>4} {str((p.L_in, p.l, p.L_out)):>19} {shape:>18} {p.nnz:>5} {_fmt(n):>8} "

@@ -12,7 +12,7 @@ import etn
 from etn.codegen import library_files
 
 GENERATED = Path(__file__).parent.parent / "generated"
-REFERENCE_SPECS = ["tiny", "binary"]
+REFERENCE_SPECS = ["tiny", "binary", "compressed"]  # compressed: one core compressed, two folded
 
 
 @pytest.mark.parametrize("name", REFERENCE_SPECS)

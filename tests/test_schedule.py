@@ -12,6 +12,7 @@ import pytest
 
 import etn
 from etn.generator import admissible, schedule
+from etn.generator.schedule import _path
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,8 +50,26 @@ def test_schedule_consistent(name):
             shape = s1.block(p.param).shape
             assert shape[-3:] == (b_in.rank(p.L_in), core.K or spec.channels(p.l), b_out.rank(p.L_out))
             assert len(shape) == 3 + (core.k == 1)
-    paths = sum(p.flops[p.order] for c in s1.cores for p in c.paths)
-    adjoints = sum(p.bwd_flops[p.order] for c in s1.cores for p in c.paths)
-    compress = sum(2 * spec.channels(l) * c.K * (2 * l + 1) for c in s1.cores if c.K for l in range(spec.l_max + 1))
-    assert d["flops"]["forward"]["per_atom"] == paths + compress
-    assert d["flops"]["backward"]["per_atom"] == adjoints + compress
+    # a compressing core is folded (U multiplied into its blocks) exactly when that costs fewer FLOPs
+    # forward + backward; the folded paths are the same paths with n_c = C, each in its cheapest order
+    cost = lambda ps: sum(p.flops[p.order] + p.bwd_flops[p.order] for p in ps)  # noqa: E731
+    fwd = bwd = 0
+    for c in s1.cores:
+        compress = sum(2 * spec.channels(l) * c.K * (2 * l + 1) for l in range(spec.l_max + 1)) if c.K else 0
+        if c.fold:
+            assert [(p.L_in, p.l, p.L_out, p.r_in, p.r_out, p.param) for p in c.folded] == \
+                [(p.L_in, p.l, p.L_out, p.r_in, p.r_out, p.param) for p in c.paths]
+            assert all(p.n_c == spec.channels(p.l) for p in c.folded)
+            assert all(p.order == min(p.flops, key=lambda o: (p.flops[o] + p.bwd_flops[o], p.flops[o])) for p in c.folded)
+        else:
+            assert c.folded == ()
+        if c.K:
+            folded = [_path(p.L_in, p.l, p.L_out, p.r_in, spec.channels(p.l), p.r_out, p.cg, p.param, c.k == 1) for p in c.paths]
+            assert c.fold == (cost(folded) < 2 * compress + cost(c.paths))
+        else:
+            assert not c.fold
+        run = c.folded if c.fold else c.paths
+        fwd += sum(p.flops[p.order] for p in run) + (0 if c.fold else compress)
+        bwd += sum(p.bwd_flops[p.order] for p in run) + (0 if c.fold else compress)
+    assert d["flops"]["forward"]["per_atom"] == fwd
+    assert d["flops"]["backward"]["per_atom"] == bwd
