@@ -1,0 +1,144 @@
+"""Speed of the CUDA backend: atoms x steps per second for energy + forces on random Nb-Mo-Ta-W bcc cells.
+
+For `default` and `deep`, float64 and float32, on cells of about 10^3 to 10^6 atoms (a = 3.2 Å,
+rattled): the time of one call of the generated launcher `etn_cuda_compute` (energies and per-pair
+gradients; inputs already on the GPU, the launcher synchronises), as atoms x steps per second; the
+schedule's FLOPs per atom of the compressed evaluation the CUDA kernels run (the C evaluation's
+folding is not used there) divided by the time, as a fraction of the GPU's matmul peak in that
+precision (cuBLAS via cupy, measured here); and the bytes the kernel must move at least (positions,
+neighbour species and gradients of every pair, energies) divided by the time, as a fraction of the
+bandwidth of a device-to-device copy (measured here). Needs an NVIDIA GPU, cupy and nvcc.
+
+    python benchmarks/cuda_speed.py                      # all sizes; redirect into benchmarks/results/
+    python benchmarks/cuda_speed.py --max-atoms 200000   # fewer (the 10^6-atom neighbour list takes minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def cell(reps: int, seed: int = 0):
+    from ase.build import bulk
+
+    atoms = bulk("W", "bcc", a=3.2, cubic=True).repeat((reps, reps, reps))
+    atoms.symbols = np.random.default_rng(seed).choice(["Nb", "Mo", "Ta", "W"], len(atoms))
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def compressed_flops(sched, n_neighbours: float) -> float:
+    """FLOPs per atom, forward + backward, of the CUDA kernels: every compressing core compresses (no
+    folding), and the backward pass forms the gA paths' X and the gh paths' W once more."""
+    spec = sched.spec
+    chan = sched.features["channels"]
+    total = 0
+    for core in sched.cores:
+        if core.K:
+            total += 2 * sum(2 * chan[l] * core.K * (2 * l + 1) for l in range(spec.l_max + 1))
+        for p in core.paths:
+            total += p.flops[p.order] + p.bwd_flops[p.order]
+            if p.order == "gA" and core.k > 1:
+                total += 2 * p.r_in * p.n_c * p.r_out * (2 * p.l + 1)
+            elif p.order == "gh":
+                total += 2 * p.r_in * p.n_c * p.r_out * (2 * p.L_in + 1)
+    fl = sched.flops
+    # per pair: the schedule's count, plus the radial basis and harmonics formed once more for the gradients
+    again = 8 * spec.n_radial + 2 * sum(len(row["R"]) for row in sched.sh)
+    return total + (fl["forward"]["per_pair"] + fl["backward"]["per_pair"] + again) * n_neighbours
+
+
+def device_time(cp, fn, repeat: int) -> float:
+    """The fastest of ``repeat`` calls after a warm-up, by CUDA events around the call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        best = min(best, cp.cuda.get_elapsed_time(start, stop) / 1e3)
+    return best
+
+
+def peaks(cp) -> dict:
+    """GPU matmul rate per precision (FLOP/s) and device-to-device copy bandwidth (bytes/s, read + write)."""
+    out = {}
+    n = 8192
+    for dt in (np.float64, np.float32):
+        a = cp.random.random((n, n)).astype(dt)
+        b = cp.random.random((n, n)).astype(dt)
+        out[np.dtype(dt).name] = 2 * n ** 3 / device_time(cp, lambda: a @ b, 5)
+    x = cp.empty(1 << 28, dtype=np.float64)  # 2 GiB
+    y = cp.empty_like(x)
+    out["copy"] = 2 * x.nbytes / device_time(cp, lambda: cp.copyto(y, x), 5)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--max-atoms", type=int, default=1_100_000, help="largest cell (atoms), default all sizes")
+    ap.add_argument("--models", default="default,deep")
+    ap.add_argument("--repeat", type=int, default=10)
+    a = ap.parse_args()
+
+    import etn
+    from etn.cbackend import PairsCSR
+    from etn.cuda import CudaBackend, CudaError, _cupy
+    from etn.neighbors import NeighborCache
+
+    try:
+        cp = _cupy()
+    except CudaError as e:
+        raise SystemExit(f"cuda_speed.py: {e}")
+    dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    pk = peaks(cp)
+    gpu = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
+    print(f"etn {etn.__version__} CUDA speed benchmark; {gpu}, compute capability "
+          f"{cp.cuda.Device().compute_capability}, {dev['totalGlobalMem'] / 2 ** 30:.0f} GiB")
+    print(f"matmul peak: float64 {pk['float64'] / 1e12:.1f} TFLOP/s, float32 {pk['float32'] / 1e12:.1f} TFLOP/s; "
+          f"device-to-device copy {pk['copy'] / 1e9:.0f} GB/s\n")
+    print(f"{'model':>8} {'dtype':>8} {'atoms':>9} {'nbrs':>5} {'ms/step':>9} {'atom-steps/s':>13} "
+          f"{'µs/atom':>8} {'% FLOP peak':>11} {'% copy bw':>9}")
+    for reps in (8, 17, 37, 79):  # 1024, 9826, 101306, 986078 atoms
+        if 2 * reps ** 3 > a.max_atoms:
+            break
+        atoms = cell(reps)
+        for name in a.models.split(","):
+            pot = etn.Potential.random(etn.catalogue.load(name), seed=0)
+            pairs = NeighborCache(pot.spec, skin=0.0).pairs(atoms)
+            N, n_nb = len(atoms), len(pairs.i) / len(atoms)
+            for dtype in ("float64", "float32"):
+                be = CudaBackend(pot.schedule, dtype)
+                csr = PairsCSR(pairs, be.np_dtype)
+                d = {k: cp.asarray(v) for k, v in dict(
+                    params=np.ascontiguousarray(pot.params, dtype=be.np_dtype), species=csr.species,
+                    first=csr.first, tj=csr.tj, r=csr.r).items()}
+                energies = cp.zeros(N, dtype=be.np_dtype)
+                grad = cp.zeros((len(csr.r), 3), dtype=be.np_dtype)
+                p = be._ptr
+                args = (p("etn_real *", d["params"]), N, p("int *", d["species"]), p("long long *", d["first"]),
+                        p("int *", d["tj"]), p("etn_real *", d["r"]), p("etn_real *", energies), p("etn_real *", grad))
+                rc = be.lib.etn_cuda_compute(*args)
+                if rc != 0:
+                    raise SystemExit(f"etn_cuda_compute failed: {be.ffi.string(be.lib.etn_cuda_error_string(rc)).decode()}")
+                t = device_time(cp, lambda: be.lib.etn_cuda_compute(*args), a.repeat)
+                flops = compressed_flops(pot.schedule, n_nb) * N / t
+                size = np.dtype(be.np_dtype).itemsize
+                moved = len(csr.r) * (3 * size + 4 + 3 * size) + N * (size + 4 + 8)
+                print(f"{name:>8} {dtype:>8} {N:>9} {n_nb:>5.1f} {1e3 * t:>9.3f} {N / t:>13.3e} {1e6 * t / N:>8.4f} "
+                      f"{100 * flops / pk[dtype]:>10.1f}% {100 * moved / t / pk['copy']:>8.1f}%", flush=True)
+                del d, energies, grad
+            cp.get_default_memory_pool().free_all_blocks()
+    print("\nFLOPs: the schedule's, for the compressed evaluation the CUDA kernels run (see compressed_flops); "
+          "time: the fastest of several synchronised launches, inputs resident on the GPU.")
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"total {time.perf_counter() - t0:.0f} s")
