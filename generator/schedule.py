@@ -252,9 +252,10 @@ def schedule(spec: Spec) -> Schedule:
     # per pair: radial basis (~8 per n), SH monomials, scatter Q_n Y_lm into A
     fwd_pair = 8 * Nr + 2 * sh_terms + 2 * Nr * n_sh
     # backward per atom (above): the paths' adjoints (the CUDA kernels form X and W once more) and, for
-    # the cores not folded, the expansion dA += U dB as much as the compression; per pair (the C evaluation keeps Q, Q' and Y from the
-    # forward pass, the CUDA kernels form them once more): Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by
-    # monomials with its l Y u term, Σ_s GD_s Y_s, then the 3-vector assembly
+    # the cores not folded, the expansion dA += U dB as much as the compression; per pair (the C
+    # evaluation keeps Q, Q' and Y from the forward pass, the CUDA kernels form them once more):
+    # Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by monomials with its l Y u term, Σ_s GD_s Y_s, then the
+    # 3-vector assembly
     bwd_pair = 4 * Nr * n_sh + 2 * sh_terms + 2 * grad_terms + 3 * n_sh + 2 * n_sh + 12
     flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
              "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
