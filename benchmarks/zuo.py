@@ -14,6 +14,7 @@ test file (AIMD-NVT, Elastic, Surface, Vacancy: the extxyz key ``group``).
 from __future__ import annotations
 
 import argparse
+import math
 import tarfile
 import tempfile
 import time
@@ -31,8 +32,21 @@ MTP = {"Ni": (0.48, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01), "Mo": (2.83, 
        "Ge": (1.79, 0.05)}
 
 
-def element_spec(el: str, args) -> Spec:
-    return Spec.from_dict({"species": [el], "r_min": args.r_min, "r_cut": args.r_cut, "n_radial": args.n_radial,
+def shortest_distance(frames) -> float:
+    """The shortest interatomic distance (Å) in ``frames``, periodic images included."""
+    from ase.neighborlist import neighbor_list
+
+    return min(float(neighbor_list("d", f.atoms, 3.0).min(initial=3.0)) for f in frames)
+
+
+def auto_r_min(frames) -> float:
+    """MTP practice: the radial basis starts at the shortest distance of the training set; here 0.1 Å
+    below it, rounded down to 0.1 Å, so that MD a little closer than any training pair stays inside."""
+    return (math.floor(round(10 * shortest_distance(frames), 6)) - 1) / 10
+
+
+def element_spec(el: str, args, r_min: float) -> Spec:
+    return Spec.from_dict({"species": [el], "r_min": r_min, "r_cut": args.r_cut, "n_radial": args.n_radial,
                            "l_max": args.l_max, "cores": args.cores, "bonds": [args.bond] * (args.cores - 1)})
 
 
@@ -53,7 +67,8 @@ def training_file(el: str, tmp: Path) -> Path:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("elements", nargs="*", default=list(MTP))
-    ap.add_argument("--r-min", type=float, default=1.5)
+    ap.add_argument("--r-min", default="1.5",
+                    help="start of the radial basis (Å), or 'auto': 0.1 Å below the training set's shortest distance")
     ap.add_argument("--r-cut", type=float, default=5.0)
     ap.add_argument("--n-radial", type=int, default=6)
     ap.add_argument("--l-max", type=int, default=3)
@@ -65,32 +80,35 @@ def main(argv=None) -> None:
                     help="weight of the per-atom energy term")
     ap.add_argument("--force-weight", type=float, default=FitSettings.force_weight,
                     help="weight of the per-atom force term (default: MTP practice, energy weight 1)")
+    ap.add_argument("--threads", type=int, default=None, help="threads of the fit (default: all cores)")
     args = ap.parse_args(argv)
-    print(f"Zuo-v1, etn {etn.__version__}: spec per element r_cut {args.r_cut} Å, n_radial {args.n_radial}, "
+    print(f"Zuo-v1, etn {etn.__version__}: spec per element r_min {args.r_min}, r_cut {args.r_cut} Å, n_radial {args.n_radial}, "
           f"l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, energy weight {args.energy_weight}, "
           f"force weight {args.force_weight}")
-    lines = [f"{'element':<8} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  {'F MAE':>6} {'MTP':>5}"
+    lines = [f"{'element':<8} {'r_min':>5} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  {'F MAE':>6} {'MTP':>5}"
              f"  {'E RMSE':>6} {'F RMSE':>6}  {'val E':>6} {'val F':>6}"]
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         for el in args.elements:
-            spec = element_spec(el, args)
-            frames = dataset.read(training_file(el, Path(tmp)), spec.species)
+            frames = dataset.read(training_file(el, Path(tmp)), [el])
             train, valid = dataset.split(frames, 0.1, 0)
+            r_min = auto_r_min(train) if args.r_min == "auto" else float(args.r_min)
+            spec = element_spec(el, args, r_min)
             test = dataset.read(ROOT / "extxyz_with_stress" / f"{el}_test.xyz", spec.species)
             for f in test:  # every test frame has config_type <El>_test; report per structure group
                 f.config_type = str(f.atoms.info.get("group", f.config_type))
             t0 = time.perf_counter()
             pot = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish,
                                                               energy_weight=args.energy_weight,
-                                                              force_weight=args.force_weight),
+                                                              force_weight=args.force_weight,
+                                                              threads=args.threads),
                          progress=False).run()
             minutes = (time.perf_counter() - t0) / 60
             report = metrics.errors(pot, test)
             rep = report["overall"]
             val = metrics.errors(pot, valid)["overall"]
             e, f = MTP[el]
-            lines.append(f"{el:<8} {pot.schedule.n_params:>6} {len(train):>5} {minutes:>5.1f}  {rep['energy_mae']:>6.2f} "
+            lines.append(f"{el:<8} {r_min:>5.1f} {pot.schedule.n_params:>6} {len(train):>5} {minutes:>5.1f}  {rep['energy_mae']:>6.2f} "
                          f"{e:>5.2f}  {rep['forces_mae']:>6.3f} {f:>5.2f}  {rep['energy_rmse']:>6.2f} "
                          f"{rep['forces_rmse']:>6.3f}  {val['energy_mae']:>6.2f} {val['forces_mae']:>6.3f}")
             print(lines[-1], flush=True)

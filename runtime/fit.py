@@ -400,6 +400,16 @@ class Fitter:
         e0, *_ = np.linalg.lstsq(C, np.array(E), rcond=None)
         self.blocks["e0"] = e0
 
+    def _check_r_min(self):
+        """Warn when training pairs lie below r_min, where the Chebyshev basis is extrapolated (it grows
+        fast outside [r_min, r_cut]); MTP practice is r_min at about the shortest training distance."""
+        d2 = [float(np.min(np.sum(p.r ** 2, axis=1))) for p in map(self._pairs, self.train) if len(p.r)]
+        if d2 and min(d2) < self.spec.r_min ** 2:
+            short = math.sqrt(min(d2))
+            self.warnings.append(f"training pairs come as close as {short:.3f} Å, below the spec's r_min "
+                                 f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
+                                 f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
+
     def _steps(self, direction: str):
         d = self.spec.cores
         ks = range(1, d) if direction == "right" else range(d, 1, -1)
@@ -419,6 +429,7 @@ class Fitter:
 
         s = self.settings
         self._fit_e0()
+        self._check_r_min()
         for k in range(self.spec.cores, 1, -1):
             right_orthogonalize(self.spec, self.blocks, k)
         check = self.valid or self.train

@@ -217,6 +217,21 @@ def test_same_seed_same_model_and_interrupt_keeps_best(tmp_path):
     assert pot.metadata["valid_loss"] == min(h["valid_loss"] for h in f.history)
 
 
+def test_pairs_below_r_min_are_named():
+    """Training pairs closer than r_min (radial basis extrapolated) give a warning with the distance."""
+    spec = etn.catalogue.load("tiny")
+    train = _teacher_frames(etn.Potential.random(spec, seed=2), 2, 7)
+    short = min(np.sqrt(np.min(np.sum(pairs(f.atoms, spec).r ** 2, axis=1))) for f in train)
+    for r_min, warned in ((short - 0.05, False), (short + 0.05, True)):
+        narrow = Spec.from_dict(dict(spec.to_dict(), r_min=round(r_min, 3)))
+        f = Fitter(narrow, train, None, FitSettings(sweeps=1, backend="numpy"), progress=False)
+        f.run()
+        hits = [w for w in f.warnings if "r_min" in w]
+        assert bool(hits) == warned
+        if warned:
+            assert f"{short:.3f} Å" in hits[0]
+
+
 def test_singular_system_stays_finite():
     """One configuration, many parameters and no regularisation: a finite (minimum-norm) solution."""
     spec = etn.catalogue.load("binary")
