@@ -82,11 +82,11 @@ def main(argv=None) -> None:
                     help="weight of the per-atom force term (default: MTP practice, energy weight 1)")
     ap.add_argument("--threads", type=int, default=None, help="threads of the fit (default: all cores)")
     args = ap.parse_args(argv)
-    print(f"Zuo-v1, etn {etn.__version__}: spec per element r_min {args.r_min}, r_cut {args.r_cut} Å, n_radial {args.n_radial}, "
-          f"l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, energy weight {args.energy_weight}, "
+    print(f"Zuo-v1, etn {etn.__version__}: spec per element r_min {args.r_min}, r_cut {args.r_cut} Å, "
+          f"n_radial {args.n_radial}, l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, energy weight {args.energy_weight}, "
           f"force weight {args.force_weight}")
-    lines = [f"{'element':<8} {'r_min':>5} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  {'F MAE':>6} {'MTP':>5}"
-             f"  {'E RMSE':>6} {'F RMSE':>6}  {'val E':>6} {'val F':>7}"]
+    lines = [f"{'element':<8} {'r_min':>5} {'params':>6} {'train':>5} {'min':>5}  {'E MAE':>6} {'MTP':>5}  "
+             f"{'F MAE':>6} {'MTP':>5}  {'E RMSE':>6} {'F RMSE':>6}  {'val E':>6} {'val F':>7}"]
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         for el in args.elements:
@@ -108,8 +108,8 @@ def main(argv=None) -> None:
             rep = report["overall"]
             val = metrics.errors(pot, valid)["overall"]
             e, f = MTP[el]
-            lines.append(f"{el:<8} {r_min:>5.1f} {pot.schedule.n_params:>6} {len(train):>5} {minutes:>5.1f}  {rep['energy_mae']:>6.2f} "
-                         f"{e:>5.2f}  {rep['forces_mae']:>6.3f} {f:>5.2f}  {rep['energy_rmse']:>6.2f} "
+            lines.append(f"{el:<8} {r_min:>5.1f} {pot.schedule.n_params:>6} {len(train):>5} {minutes:>5.1f}  "
+                         f"{rep['energy_mae']:>6.2f} {e:>5.2f}  {rep['forces_mae']:>6.3f} {f:>5.2f}  {rep['energy_rmse']:>6.2f} "
                          f"{rep['forces_rmse']:>6.3f}  {val['energy_mae']:>6.2f} {val['forces_mae']:>7.4f}")
             print(lines[-1], flush=True)
             tables.append(metrics.table(report, f"{el} test set by structure group"))
