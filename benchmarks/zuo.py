@@ -45,6 +45,16 @@ def auto_r_min(frames) -> float:
     return (math.floor(round(10 * shortest_distance(frames), 6)) - 1) / 10
 
 
+def r_min_arg(text: str):
+    """``--r-min``: a distance in Å, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance in Å or 'auto', not {text!r}") from None
+
+
 def element_spec(el: str, args, r_min: float) -> Spec:
     return Spec.from_dict({"species": [el], "r_min": r_min, "r_cut": args.r_cut, "n_radial": args.n_radial,
                            "l_max": args.l_max, "cores": args.cores, "bonds": [args.bond] * (args.cores - 1)})
@@ -67,7 +77,7 @@ def training_file(el: str, tmp: Path) -> Path:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("elements", nargs="*", default=list(MTP))
-    ap.add_argument("--r-min", default="1.5",
+    ap.add_argument("--r-min", type=r_min_arg, default=1.5,
                     help="start of the radial basis (Å), or 'auto': 0.1 Å below the training set's shortest distance")
     ap.add_argument("--r-cut", type=float, default=5.0)
     ap.add_argument("--n-radial", type=int, default=6)
@@ -92,7 +102,7 @@ def main(argv=None) -> None:
         for el in args.elements:
             frames = dataset.read(training_file(el, Path(tmp)), [el])
             train, valid = dataset.split(frames, 0.1, 0)
-            r_min = auto_r_min(train) if args.r_min == "auto" else float(args.r_min)
+            r_min = auto_r_min(train) if args.r_min == "auto" else args.r_min
             spec = element_spec(el, args, r_min)
             test = dataset.read(ROOT / "extxyz_with_stress" / f"{el}_test.xyz", spec.species)
             for f in test:  # every test frame has config_type <El>_test; report per structure group
