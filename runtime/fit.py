@@ -194,7 +194,7 @@ class Fitter:
     """ALS/DMRG fit of one spec to training frames; ``run()`` returns the best :class:`Potential`."""
 
     def __init__(self, spec: Spec, train, valid=None, settings: FitSettings | None = None, progress: bool = True,
-                 init: Potential | None = None):
+                 init: Potential | None = None, on_warning=None):
         self.settings = s = settings or FitSettings()
         if not train:
             raise FitError("no training configurations")
@@ -209,8 +209,19 @@ class Fitter:
         self.history: list[dict] = []  # one row per sweep
         self.best = None  # (validation loss, Potential)
         self.warnings: list[str] = []
+        self.on_warning = on_warning  # called with each warning when it arises
+        self._warned: set[str] = set()
         self.interrupted = False
         self._t0 = time.perf_counter()
+
+    def _warn(self, key: str, message: str) -> None:
+        """Record a warning (once per ``key``) and pass it on at once, not at the end of a long fit."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self.warnings.append(message)
+        if self.on_warning:
+            self.on_warning(message)
 
     # -- model state --------------------------------------------------------------------------------
     @property
@@ -320,7 +331,7 @@ class Fitter:
             raise FitError(f"the least-squares problem of {group_name} has no finite solution; raise regularization "
                            f"(now {self.settings.regularization:g})")
         if cond > 1e14:
-            self.warnings.append(f"{group_name}: condition number {cond:.1e}; consider a larger regularization")
+            self._warn(f"cond {group_name}", f"{group_name}: condition number {cond:.1e}; consider a larger regularization")
         g = self._groups()[group_name]
         S = self.spec.n_species
         self.blocks["e0"] = theta[:S].copy()
@@ -406,7 +417,7 @@ class Fitter:
         d2 = [float(np.min(np.sum(p.r ** 2, axis=1))) for p in map(self._pairs, self.train) if len(p.r)]
         if d2 and min(d2) < self.spec.r_min ** 2:
             short = math.sqrt(min(d2))
-            self.warnings.append(f"training pairs come as close as {short:.3f} Å, below the spec's r_min "
+            self._warn("r_min", f"training pairs come as close as {short:.3f} Å, below the spec's r_min "
                                  f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
                                  f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
 

@@ -130,7 +130,16 @@ def fit_config(path, progress: bool = True, log=print):
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
         f"{len(train)} training / {len(valid)} validation configurations "
         f"({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms)")
-    fitter = Fitter(spec, train, valid, s, progress=progress)
+
+    def warn(msg):
+        if progress:  # above the progress bar, not through it
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"warning: {msg}")
+        else:
+            log(f"warning: {msg}")
+
+    fitter = Fitter(spec, train, valid, s, progress=progress, on_warning=warn)
     t0 = time.perf_counter()
     pot = fitter.run(on_polish=lambda i, l: log(f"polish step {i}: training loss {l:.4g}"))
     seconds = time.perf_counter() - t0
@@ -138,11 +147,11 @@ def fit_config(path, progress: bool = True, log=print):
     pot.save(out / "model.etn")
     if fitter.interrupted:
         log(f"interrupted: saved the best model so far to {out / 'model.etn'}")
-    for msg in fitter.warnings:
-        log(f"warning: {msg}")
     report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.bonds],
-              "fit_seconds": seconds, "sweeps": fitter.history, "interrupted": fitter.interrupted}
+              "fit_seconds": seconds, "sweeps": fitter.history, "interrupted": fitter.interrupted,
+              "warnings": fitter.warnings}
     text = [f"fitted in {seconds:.1f} s, {len(fitter.history)} sweeps, {pot.schedule.n_params} parameters"]
+    text += [f"warning: {msg}" for msg in fitter.warnings]
     for name, frames in (("train", train), ("valid", valid), ("test", test)):
         if not frames:
             continue

@@ -218,18 +218,23 @@ def test_same_seed_same_model_and_interrupt_keeps_best(tmp_path):
 
 
 def test_pairs_below_r_min_are_named():
-    """Training pairs closer than r_min (radial basis extrapolated) give a warning with the distance."""
+    """Training pairs closer than r_min (radial basis extrapolated) give a warning with the distance,
+    passed on before the first sweep rather than at the end of the fit."""
     spec = etn.catalogue.load("tiny")
     train = _teacher_frames(etn.Potential.random(spec, seed=2), 2, 7)
     short = min(np.sqrt(np.min(np.sum(pairs(f.atoms, spec).r ** 2, axis=1))) for f in train)
     for r_min, warned in ((short - 0.05, False), (short + 0.05, True)):
         narrow = Spec.from_dict(dict(spec.to_dict(), r_min=round(r_min, 3)))
-        f = Fitter(narrow, train, None, FitSettings(sweeps=1, backend="numpy"), progress=False)
+        seen = []
+        f = Fitter(narrow, train, None, FitSettings(sweeps=2, backend="numpy"), progress=False,
+                   on_warning=lambda msg: seen.append((msg, len(f.history))))
         f.run()
         hits = [w for w in f.warnings if "r_min" in w]
         assert bool(hits) == warned
+        assert [msg for msg, _ in seen] == f.warnings
         if warned:
             assert f"{short:.3f} Å" in hits[0]
+            assert [n for msg, n in seen if "r_min" in msg] == [0]
 
 
 def test_singular_system_stays_finite():
@@ -329,6 +334,13 @@ def test_cli_fit_and_eval(tmp_path, capsys):
     again = json.loads((tmp_path / "e.json").read_text())
     assert again["overall"]["energy_rmse"] == pytest.approx(rep["test"]["overall"]["energy_rmse"], rel=1e-9)
     assert "all" in capsys.readouterr().out
+    (tmp_path / "spec.toml").write_text((tmp_path / "spec.toml").read_text().replace("r_min = 1.8", "r_min = 3.0"))
+    (tmp_path / "fit.toml").write_text((tmp_path / "fit.toml").read_text().replace("sweeps = 2", "sweeps = 1\npolish = 1"))
+    assert etn.cli.main(["fit", str(tmp_path / "fit.toml"), "-q"]) == 0
+    log = capsys.readouterr().out
+    assert "warning: training pairs come as close as" in log
+    assert log.index("warning: training pairs") < log.index("polish step 1")  # when it arises, not after the fit
+    assert json.loads((out / "report.json").read_text())["warnings"][0].startswith("training pairs come")
     (tmp_path / "bad.toml").write_text('[model]\nspec = "spec.toml"\n[data]\ntrain = ["train.xyz"]\n[fit]\nsweep = 2\n')
     assert etn.cli.main(["fit", str(tmp_path / "bad.toml")]) == 2
     assert "unknown key(s) sweep" in capsys.readouterr().err
