@@ -5,14 +5,20 @@
 
 Properties: ``energy``, ``free_energy`` (the same: the model has no electronic entropy),
 ``energies`` (per atom), ``forces`` and, for cells with volume, ``stress`` (ASE sign and Voigt order).
+
+The first time two atoms come closer than the spec's ``r_min`` (below the fitted range, where the
+radial basis is extrapolated) the calculator issues an :class:`~etn.neighbors.ExtrapolationWarning`
+naming them; ``calc.shortest`` keeps the shortest distance seen (Å).
 """
 
 from __future__ import annotations
 
+import warnings
+
 from ase.calculators.calculator import Calculator as _ASECalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
-from .neighbors import NeighborCache
+from .neighbors import ExtrapolationWarning, NeighborCache
 from .potential import Potential
 
 
@@ -27,6 +33,7 @@ class Calculator(_ASECalculator):
         self.potential = model if isinstance(model, Potential) else Potential.load(model)
         self.backend = backend or self.potential.backend
         self.neighbors = NeighborCache(self.potential.spec, skin)
+        self.shortest = float("inf")  # shortest interatomic distance seen, Å
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -37,3 +44,15 @@ class Calculator(_ASECalculator):
                                       backend=self.backend, neighbors=self.neighbors)
         res.pop("virial", None)
         self.results.update(res)
+        self._check_r_min()
+
+    def _check_r_min(self):
+        closest, r_min = self.neighbors.closest, self.potential.spec.r_min
+        if closest is None or closest[2] >= self.shortest:
+            return
+        if self.shortest >= r_min > closest[2]:  # once: MD can sit below r_min for many steps
+            warnings.warn(f"atoms {closest[0]} and {closest[1]} are {closest[2]:.3f} Å apart, below the model's "
+                          f"r_min ({r_min:g} Å): the radial basis is extrapolated there and energies and forces "
+                          f"are not reliable (warned once per calculator; calc.shortest keeps the shortest "
+                          f"distance seen)", ExtrapolationWarning, stacklevel=2)
+        self.shortest = closest[2]

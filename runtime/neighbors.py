@@ -19,6 +19,10 @@ class ConfigurationError(ValueError):
     """A configuration cannot be evaluated by this model; the message says why and what to do."""
 
 
+class ExtrapolationWarning(UserWarning):
+    """Atoms came closer than the spec's ``r_min``, where the radial basis is extrapolated."""
+
+
 @dataclass
 class Pairs:
     n_atoms: int
@@ -54,6 +58,7 @@ class NeighborCache:
         self.spec, self.skin = spec, skin
         self.rebuilds = 0
         self._key = None
+        self.closest = None
 
     def _build(self, atoms):
         from ase.neighborlist import neighbor_list
@@ -81,9 +86,12 @@ class NeighborCache:
         r += self.shift
         d2 = np.einsum("pa,pa->p", r, r)
         keep = np.flatnonzero(d2 < self.spec.r_cut ** 2)
-        if len(keep) and d2[keep].min() < OVERLAP ** 2:
+        self.closest = None  # (i, j, distance) of the closest pair, for checks against r_min
+        if len(keep):
             k = keep[np.argmin(d2[keep])]
-            raise ConfigurationError(
-                f"atoms {self.i[k]} and {self.j[k]} are {np.sqrt(d2[k]):.3g} Å apart (overlapping; minimum "
-                f"{OVERLAP} Å): check the structure (duplicated atoms, wrong cell or units)")
+            self.closest = (int(self.i[k]), int(self.j[k]), float(np.sqrt(d2[k])))
+            if d2[k] < OVERLAP ** 2:
+                raise ConfigurationError(
+                    f"atoms {self.i[k]} and {self.j[k]} are {np.sqrt(d2[k]):.3g} Å apart (overlapping; minimum "
+                    f"{OVERLAP} Å): check the structure (duplicated atoms, wrong cell or units)")
         return Pairs(len(pos), self.species, np.take(self.i, keep), np.take(self.j, keep), np.take(r, keep, axis=0))

@@ -216,3 +216,26 @@ def test_calculator_reacts_to_changes():
     atoms.positions[1] = atoms.positions[0] + 0.01
     with pytest.raises(etn.ConfigurationError, match="overlapping"):
         atoms.get_potential_energy()
+
+
+def test_calculator_warns_once_below_r_min():
+    """Pairs closer than r_min (radial basis extrapolated) give one ExtrapolationWarning naming them."""
+    import warnings
+
+    pot = etn.Potential.random(etn.catalogue.load("binary"), seed=2)
+    r_min = pot.spec.r_min
+    atoms = random_crystal(pot.spec.species, seed=6, reps=(1, 1, 2))
+    atoms.calc = etn.Calculator(pot)
+    d0 = atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min()
+    assert d0 > r_min  # the test's premise: the crystal itself lies inside the fitted range
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        atoms.get_potential_energy()
+        assert not w and atoms.calc.shortest == pytest.approx(d0)
+        for d in (r_min - 0.1, r_min - 0.2, r_min - 0.05):
+            atoms.positions[1] = atoms.positions[0] + [d, 0, 0]
+            atoms.get_forces()
+    hits = [x for x in w if issubclass(x.category, etn.ExtrapolationWarning)]
+    assert len(hits) == 1, [str(x.message) for x in w]
+    assert f"atoms 0 and 1 are {r_min - 0.1:.3f} Å apart" in str(hits[0].message)
+    assert atoms.calc.shortest == pytest.approx(r_min - 0.2)
