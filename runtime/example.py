@@ -14,7 +14,7 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     from pathlib import Path
 
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md import velocitydistribution
     from ase.md.verlet import VelocityVerlet
 
     from . import Calculator, catalogue, dataset, metrics
@@ -39,7 +39,10 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
 
     atoms = test[0].atoms.copy()
     atoms.calc = Calculator(pot)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    # thermalize_momenta since ase 3.29, which deprecates the older name
+    thermalize = (getattr(velocitydistribution, "thermalize_momenta", None)
+                  or velocitydistribution.MaxwellBoltzmannDistribution)
+    thermalize(atoms, temperature_K=300, rng=np.random.default_rng(0))
     md = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     e_start = atoms.get_total_energy()
     t0 = time.perf_counter()

@@ -177,7 +177,7 @@ def stable_model():
 
 def test_calculator_backends_agree_and_md_conserves_energy():
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md import velocitydistribution
     from ase.md.verlet import VelocityVerlet
 
     pot = stable_model()
@@ -190,7 +190,10 @@ def test_calculator_backends_agree_and_md_conserves_energy():
     assert set(atoms.calc.get_property("energies", atoms).shape) == {len(atoms)}
     assert atoms.calc.get_property("free_energy", atoms) == atoms.get_potential_energy()
 
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    # thermalize_momenta since ase 3.29, which deprecates the older name
+    thermalize = (getattr(velocitydistribution, "thermalize_momenta", None)
+                  or velocitydistribution.MaxwellBoltzmannDistribution)
+    thermalize(atoms, temperature_K=300, rng=np.random.default_rng(0))
     md = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     e0 = atoms.get_total_energy()
     totals = []
