@@ -177,6 +177,12 @@ def evaluate_files(model, files, backend: str = "c", json_path=None, plot=None, 
     rows = metrics.predict(pot, frames)
     rep = metrics.errors(pot, frames, rows=rows)
     log(metrics.table(rep, f"{model} on {len(frames)} configurations:"))
+    close = dataset.below(frames, pot.spec.r_min)
+    if close:
+        source, d = min(close, key=lambda c: c[1])
+        log(f"warning: {len(close)} of {len(frames)} configurations have atoms closer than the model's r_min "
+            f"({pot.spec.r_min:g} Å; shortest {d:.3f} Å, in {source}): its predictions there are extrapolated")
+    rep["below_r_min"] = [{"source": s, "shortest": d} for s, d in close]
     if json_path:
         metrics.write_json(rep, json_path)
     if plot:

@@ -341,6 +341,13 @@ def test_cli_fit_and_eval(tmp_path, capsys):
     assert "warning: training pairs come as close as" in log
     assert log.index("warning: training pairs") < log.index("polish step 1")  # when it arises, not after the fit
     assert json.loads((out / "report.json").read_text())["warnings"][0].startswith("training pairs come")
+    assert again["below_r_min"] == []  # the r_min 1.8 model: nothing below it
+    assert etn.cli.main(["eval", str(out / "model.etn"), str(tmp_path / "test.xyz"), "--backend", "numpy",
+                         "--json", str(tmp_path / "e.json")]) == 0
+    assert "2 of 2 configurations have atoms closer than the model's r_min (3 Å" in capsys.readouterr().out
+    close = json.loads((tmp_path / "e.json").read_text())["below_r_min"]
+    assert [c["source"] for c in close] == [f"{tmp_path / 'test.xyz'}[{k}]" for k in (0, 1)]
+    assert all(0.1 < c["shortest"] < 3.0 for c in close)
     (tmp_path / "bad.toml").write_text('[model]\nspec = "spec.toml"\n[data]\ntrain = ["train.xyz"]\n[fit]\nsweep = 2\n')
     assert etn.cli.main(["fit", str(tmp_path / "bad.toml")]) == 2
     assert "unknown key(s) sweep" in capsys.readouterr().err
