@@ -175,6 +175,8 @@ def stable_model():
     return pot
 
 
+# atoms of the hot random crystal brush the spec's r_min (1.5 Å); checked here: energy conservation
+@pytest.mark.filterwarnings("ignore::etn.ExtrapolationWarning")
 def test_calculator_backends_agree_and_md_conserves_energy():
     from ase import units
     from ase.md import velocitydistribution
