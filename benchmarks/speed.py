@@ -102,7 +102,7 @@ def main():
         t_c = timed(lambda: be.compute(pot.params, pr), 10)
         print(f"  numpy reference: {1e6 * t_np / N:.0f} µs/atom; the C kernels are {t_np / t_c:.0f}x faster "
               f"(1 thread, same pairs)")
-        print(f"  neighbour list rebuild (ASE, r_cut + 0.5 Å skin): {1e6 * t_nl / N:.1f} µs/atom, "
+        print(f"  neighbour list rebuild (vesin, r_cut + 0.5 Å skin): {1e6 * t_nl / N:.1f} µs/atom, "
               f"needed every ~10-30 MD steps\n")
         steps[name] = 1e6 * timed(lambda: pot.evaluate(atoms, backend="c", neighbors=nl), 5) / N
     mtp = mtp16(atoms)

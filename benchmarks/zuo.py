@@ -34,9 +34,9 @@ MTP = {"Ni": (0.48, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01), "Mo": (2.83, 
 
 def shortest_distance(frames) -> float:
     """The shortest interatomic distance (Å) in ``frames``, periodic images included."""
-    from ase.neighborlist import neighbor_list
+    from etn.neighbors import neighbor_list
 
-    return min(float(neighbor_list("d", f.atoms, 3.0).min(initial=3.0)) for f in frames)
+    return min(float(neighbor_list("d", f.atoms, 3.0)[0].min(initial=3.0)) for f in frames)
 
 
 def auto_r_min(frames) -> float:

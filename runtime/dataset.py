@@ -172,11 +172,11 @@ def read(patterns, species, need=("energy", "forces"), missing: str = "error") -
 def below(frames, r_min: float) -> list[tuple[str, float]]:
     """(source, shortest distance in Å) of the frames with two atoms closer than ``r_min``, periodic
     images included: there a model's radial basis is extrapolated."""
-    from ase.neighborlist import neighbor_list
+    from .neighbors import neighbor_list
 
     out = []
     for f in frames:
-        d = neighbor_list("d", f.atoms, r_min)
+        (d,) = neighbor_list("d", f.atoms, r_min)
         if len(d):
             out.append((f.source, float(d.min())))
     return out

@@ -1,4 +1,4 @@
-"""Neighbour pairs of a configuration, from ASE's neighbour list.
+"""Neighbour pairs of a configuration, from vesin's neighbour list.
 
 ``pairs(atoms, spec)`` returns a :class:`Pairs` with, for every ordered pair (i, j) with
 ``|r_ij| < r_cut``, the index arrays ``i``, ``j`` and the vectors ``r = x_j - x_i + shift`` (Å,
@@ -44,6 +44,18 @@ def species_indices(atoms, species: tuple[str, ...]) -> np.ndarray:
     return np.array([lookup[s] for s in symbols], dtype=np.int64)
 
 
+def neighbor_list(quantities: str, atoms, cutoff: float) -> list[np.ndarray]:
+    """ASE's ``ase.neighborlist.neighbor_list(quantities, atoms, cutoff)`` (full list, every periodic
+    image, positions need not be wrapped; quantities from ``ijSdD``), computed by vesin: the same
+    pairs (tests/test_neighbors.py), 30-50 times faster than ASE's numpy implementation (2-4 against
+    110-136 µs per atom for 2000 bcc atoms at 5.5 Å on the development machine); indices as int64."""
+    from vesin import NeighborList
+
+    out = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=atoms.positions, box=atoms.cell.array, periodic=atoms.pbc, quantities=quantities)
+    return [x.astype(np.int64) if x.dtype.kind in "iu" else x for x in out]
+
+
 def pairs(atoms, spec) -> Pairs:
     """Pairs of ``atoms`` within ``spec.r_cut``, built afresh (no reuse between calls)."""
     return NeighborCache(spec, skin=0.0).pairs(atoms)
@@ -61,12 +73,14 @@ class NeighborCache:
         self.closest = None
 
     def _build(self, atoms):
-        from ase.neighborlist import neighbor_list
-
         self.species = species_indices(atoms, self.spec.species)
         if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
             raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
-        self.i, self.j, self.S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)
+        i, j, S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)
+        if np.any(i[1:] < i[:-1]):  # grouped by centre atom, as the kernels take them: no sort per step
+            order = np.argsort(i, kind="stable")
+            i, j, S = i[order], j[order], S[order]
+        self.i, self.j, self.S = i, j, S
         self.shift = self.S @ atoms.cell.array  # the cell is part of the key: fixed until the next build
         self.positions = atoms.get_positions().copy()
         self._key = (atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
