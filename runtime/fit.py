@@ -356,16 +356,14 @@ class Fitter:
             current = yty / len(self.train)
             while True:
                 delta, _ = solve_normal(XtX, Xty, lam)
-                trial = {k: v.copy() for k, v in self.blocks.items()}
-                S = self.spec.n_species
-                trial["e0"] = trial["e0"] + delta[:S]
-                off = S
-                for name in names:
-                    for b in self._groups()[name].blocks:
-                        trial[b.name] = trial[b.name] + delta[off:off + b.size].reshape(b.shape)
-                        off += b.size
-                pot = Potential(self.spec, from_blocks(self.spec, trial), backend=self.settings.backend)
-                new = self.loss(self.train, pot)
+                # backtrack along the step before damping more: in a weakly determined direction the
+                # whole step can overshoot where a shorter one along it still descends
+                for scale in (1.0, 0.5, 0.25, 0.125):
+                    trial = self._moved(names, scale * delta)
+                    new = self.loss(self.train, Potential(self.spec, from_blocks(self.spec, trial),
+                                                          backend=self.settings.backend))
+                    if new < current:
+                        break
                 if new < current:
                     self.blocks = trial
                     lam = max(lam / 10, 1e-15)
@@ -377,6 +375,18 @@ class Fitter:
                 on_step(it + 1, new)
             if new < 1e-30:
                 return
+
+    def _moved(self, names, delta) -> dict:
+        """The blocks moved by ``delta`` (e0 first, then the groups ``names`` in order)."""
+        trial = {k: v.copy() for k, v in self.blocks.items()}
+        S = self.spec.n_species
+        trial["e0"] = trial["e0"] + delta[:S]
+        off = S
+        for name in names:
+            for b in self._groups()[name].blocks:
+                trial[b.name] = trial[b.name] + delta[off:off + b.size].reshape(b.shape)
+                off += b.size
+        return trial
 
     # -- losses -------------------------------------------------------------------------------------
     def loss(self, frames, pot: Potential | None = None) -> float:
