@@ -24,5 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'etn' has no attribute {name!r}")
 
 
-__all__ = ["Calculator", "ConfigurationError", "ExtrapolationWarning", "Irreps", "ModelFileError", "Potential", "Schedule", "Spec",
-           "SpecError", "__version__", "catalogue", "schedule"]
+__all__ = ["Calculator", "ConfigurationError", "ExtrapolationWarning", "Irreps", "ModelFileError", "Potential",
+           "Schedule", "Spec", "SpecError", "__version__", "catalogue", "schedule"]

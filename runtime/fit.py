@@ -428,8 +428,8 @@ class Fitter:
         if d2 and min(d2) < self.spec.r_min ** 2:
             short = math.sqrt(min(d2))
             self._warn("r_min", f"training pairs come as close as {short:.3f} Å, below the spec's r_min "
-                                 f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
-                                 f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
+                                f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
+                                f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
 
     def _steps(self, direction: str):
         d = self.spec.cores
