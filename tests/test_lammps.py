@@ -179,6 +179,37 @@ def test_cutoff_longer_than_the_box(binary, tmp_path):
     check_against_ase(pot, atoms, run_static(tmp_path, plugin, model, atoms, ["Cu", "Ni"]))
 
 
+def test_pairs_below_r_min_warn_once(binary, tmp_path):
+    """Atoms closer than the model's r_min (radial basis extrapolated): one LAMMPS warning naming
+    the distance, however many times the forces are computed; none for the crystal itself."""
+    import re
+
+    pot, plugin, model = binary
+    r_min = pot.spec.r_min
+    atoms = random_crystal(["Cu", "Ni"], seed=4, reps=(2, 2, 2), rattle=0.05)
+    outputs = []
+    for close in (False, True):
+        if close:
+            atoms.positions[1] = atoms.positions[0] + [r_min - 0.1, 0, 0]
+        write_data(atoms, tmp_path / "data.lmp", ["Cu", "Ni"])
+        (tmp_path / "in.close").write_text(f"""
+units metal
+atom_style atomic
+read_data data.lmp
+plugin load {plugin}/etnplugin.so
+pair_style etn
+pair_coeff * * {model} Cu Ni
+run 0
+run 0
+""")
+        run("in.close", cwd=tmp_path, log="log.close")
+        outputs.append((tmp_path / "log.close").read_text())
+    assert "r_min" not in outputs[0] and "Loop time of" in outputs[0]
+    hits = re.findall(r"are ([0-9.]+) A apart, below the model's r_min \(([0-9.]+) A\)", outputs[1])
+    assert len(hits) == 1, outputs[1][-2000:]
+    assert float(hits[0][0]) < r_min and float(hits[0][1]) == pytest.approx(r_min)
+
+
 def test_nbmotaw_types_reversed(refractory, tmp_path):
     pot, plugin, model = refractory
     atoms = bcc_nbmotaw((3, 3, 3), seed=5)

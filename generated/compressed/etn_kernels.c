@@ -27,6 +27,7 @@ const char *etn_species(int k) {
     return (k >= 0 && k < ETN_N_SPECIES) ? names[k] : NULL;
 }
 double etn_r_cut(void) { return 4.5; }
+double etn_r_min(void) { return 1.5; }
 
 int etn_set_num_threads(int n) {
 #ifdef _OPENMP
