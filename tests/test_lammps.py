@@ -66,6 +66,20 @@ write_dump all custom out.dump id fx fy fz c_pea modify sort id format float %.1
 """
 
 
+def minimal_input(plugin_dir, coeff, commands="run 0"):
+    """A LAMMPS input reading data.lmp with the plugin's pair style, ``coeff`` (the pair_coeff line and
+    anything after it) and then ``commands``."""
+    return f"""
+units metal
+atom_style atomic
+read_data data.lmp
+plugin load {plugin_dir}/etnplugin.so
+pair_style etn
+{coeff}
+{commands}
+"""
+
+
 def run_static(tmp_path, plugin_dir, model, atoms, type_elements, types=None, nprocs=1, extra=""):
     """Energy, per-atom energies, forces and ASE-convention stress (Voigt, eV/Å³) from LAMMPS."""
     write_data(atoms, tmp_path / "data.lmp", type_elements, types)
@@ -192,16 +206,7 @@ def test_pairs_below_r_min_warn_once(binary, tmp_path):
         if close:
             atoms.positions[1] = atoms.positions[0] + [r_min - 0.1, 0, 0]
         write_data(atoms, tmp_path / "data.lmp", ["Cu", "Ni"])
-        (tmp_path / "in.close").write_text(f"""
-units metal
-atom_style atomic
-read_data data.lmp
-plugin load {plugin}/etnplugin.so
-pair_style etn
-pair_coeff * * {model} Cu Ni
-run 0
-run 0
-""")
+        (tmp_path / "in.close").write_text(minimal_input(plugin, f"pair_coeff * * {model} Cu Ni", "run 0\nrun 0"))
         run("in.close", cwd=tmp_path, log="log.close")
         outputs.append((tmp_path / "log.close").read_text())
     assert "r_min" not in outputs[0] and "Loop time of" in outputs[0]
@@ -283,15 +288,7 @@ def test_bad_input_is_a_clear_lammps_error(binary, tmp_path, case):
     atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(2, 2, 2))
     write_data(atoms, tmp_path / "data.lmp", ["Cu", "Ni"])
     coeff, message = BAD[case]
-    (tmp_path / "in.bad").write_text(f"""
-units metal
-atom_style atomic
-read_data data.lmp
-plugin load {plugin}/etnplugin.so
-pair_style etn
-{coeff}
-run 0
-""")
+    (tmp_path / "in.bad").write_text(minimal_input(plugin, coeff))
     with pytest.raises(LammpsError, match="LAMMPS failed") as err:
         run("in.bad", cwd=tmp_path)
     assert message in str(err.value)

@@ -19,7 +19,7 @@ const char *etn_spec_hash(void);
 const char *etn_species(int k);
 /* Cutoff radius in A. */
 double etn_r_cut(void);
-/* Start of the radial basis in A: closer pairs are extrapolated (the fit saw none). */
+/* Start of the radial basis in A: closer pairs are extrapolated. */
 double etn_r_min(void);
 /* Threads used by etn_compute (OpenMP; returns the number in effect, 1 without OpenMP). */
 int etn_set_num_threads(int n);
