@@ -116,6 +116,7 @@ class Schedule:
     params: tuple[Block, ...]
     flops: dict
     buffers: dict
+    repulsion: dict | None = None
     version: int = SCHEDULE_VERSION
     _blocks: dict = field(default=None, compare=False, repr=False)
 
@@ -136,6 +137,8 @@ class Schedule:
             "params": [asdict(b) | {"size": b.size} for b in self.params],
             "n_params": self.n_params, "flops": self.flops, "buffers": self.buffers,
         }
+        if self.repulsion:
+            d["repulsion"] = self.repulsion
         return json.loads(json.dumps(d))  # tuples -> lists, a plain JSON tree
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -268,4 +271,32 @@ def schedule(spec: Spec) -> Schedule:
     comp_size = max((spec.K(k) * n_sh for k in range(1, spec.cores + 1)), default=0)
     buffers = {"features": features["size"], "compressed_features": comp_size,
                "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
-    return Schedule(spec, sh, features, tuple(bonds), tuple(cores), tuple(blocks), flops, buffers)
+    return Schedule(spec, sh, features, tuple(bonds), tuple(cores), tuple(blocks), flops, buffers,
+                    _repulsion(spec))
+
+
+#: Ziegler–Biersack–Littmark universal screening function Φ(x) = Σ_k c_k exp(-d_k x), x = r / a,
+#: a = 0.46850 Å / (Z_i^0.23 + Z_j^0.23) (The Stopping and Range of Ions in Solids, 1985)
+ZBL_PHI = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.02817, 0.20162))
+ZBL_A0 = 0.46850
+#: e² / (4π ε0) in eV Å (CODATA 2018: 14.399645 eV Å)
+COULOMB = 14.399645
+
+
+def _repulsion(spec: Spec) -> dict | None:
+    """The pair term of the spec: for every pair of species (s, t) the ZBL prefactor Z_s Z_t e²/(4π ε0)
+    (eV Å) and inverse screening length 1/a (1/Å), and the switching interval [r_inner, r_outer]
+    (r_outer = r_min: the term vanishes, with its first two derivatives, where the fitted range
+    starts). E = Σ_{i<j} φ(r_ij) S(r_ij), φ(r) = (Z_i Z_j e²/r) Φ(r/a), S = 1 - x³(10 - 15x + 6x²),
+    x = (r - r_inner)/(r_outer - r_inner) clipped to [0, 1]."""
+    if spec.repulsion == "none":
+        return None
+    from ase.data import atomic_numbers
+
+    from .spec import ZBL_INNER
+
+    Z = [atomic_numbers[s] for s in spec.species]
+    return {"kind": spec.repulsion, "r_inner": ZBL_INNER * spec.r_min, "r_outer": spec.r_min,
+            "phi": [list(t) for t in ZBL_PHI],
+            "prefactor": [[COULOMB * zi * zj for zj in Z] for zi in Z],
+            "inverse_screening": [[(zi ** 0.23 + zj ** 0.23) / ZBL_A0 for zj in Z] for zi in Z]}

@@ -12,6 +12,7 @@ A spec is written as TOML (top-level keys, or a ``[model]`` table) or built in P
     bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # d-1 inner bonds: rank x L
     compression = 0                         # K per core (int or list; 0 = none)
     dtype       = "float64"                 # or "float32"
+    repulsion   = "zbl"                     # or "none" (default): a ZBL pair term below r_min
 
 :class:`Spec` is frozen and validated on construction; ``Spec.hash`` is a canonical SHA-256 of its
 normalised content (the key of generated code and compiled kernels).
@@ -28,7 +29,11 @@ from pathlib import Path
 
 TOPOLOGIES = ("tensor_train",)
 DTYPES = ("float64", "float32")
-KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "compression", "dtype")
+KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "compression", "dtype",
+        "repulsion")
+REPULSIONS = ("none", "zbl")
+#: the ZBL term is switched on over [ZBL_INNER * r_min, r_min]: whole below, none from r_min on
+ZBL_INNER = 0.75
 REQUIRED = ("species", "r_cut", "n_radial", "l_max", "cores")
 
 
@@ -112,6 +117,7 @@ class Spec:
     topology: str = "tensor_train"
     compression: tuple[int, ...] = ()
     dtype: str = "float64"
+    repulsion: str = "none"
     _hash: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
@@ -146,6 +152,11 @@ class Spec:
         set_("l_max", l_max)
         if self.topology not in TOPOLOGIES:
             raise SpecError(f"topology {self.topology!r} is unknown; available: {', '.join(TOPOLOGIES)}")
+        if self.repulsion not in REPULSIONS:
+            raise SpecError(f"repulsion {self.repulsion!r} is unknown; use one of {', '.join(REPULSIONS)}")
+        if self.repulsion == "zbl" and r_min <= 0:
+            raise SpecError("repulsion = 'zbl' acts below r_min, which is 0 here: set r_min (Å) to the start of "
+                            "the fitted range, e.g. the training data's shortest distance")
         if self.dtype not in DTYPES:
             raise SpecError(f"dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
         bonds = self.bonds
@@ -228,12 +239,15 @@ class Spec:
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {
+        d = {
             "species": list(self.species), "r_min": self.r_min, "r_cut": self.r_cut,
             "n_radial": self.n_radial, "l_max": self.l_max, "topology": self.topology,
             "cores": self.cores, "bonds": [str(b) for b in self.bonds],
             "compression": list(self.compression), "dtype": self.dtype,
         }
+        if self.repulsion != "none":  # absent when off, so specs written before it keep their hash
+            d["repulsion"] = self.repulsion
+        return d
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -277,6 +291,8 @@ class Spec:
         d = self.to_dict()
         lines = []
         for k in KEYS:
+            if k not in d:
+                continue
             v = d[k]
             lines.append(f"{k} = {json.dumps(v)}")
         return "\n".join(lines) + "\n"

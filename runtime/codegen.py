@@ -209,7 +209,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
         pname=lambda core: "F" if any(p.param in fold_off for p in core.paths) else "P",
         xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
         xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),
-        sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0,
+        sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0, repulsion=sched.repulsion,
     )
     return ctx
 

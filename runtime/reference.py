@@ -15,6 +15,37 @@ import numpy as np
 from .generator.schedule import Schedule
 
 
+def repulsion(rep: dict | None, pairs):
+    """The spec's pair term (``Schedule.repulsion``): site energies ½ Σ_j φ(r_ij) S(r_ij) (N,) and their
+    per-pair gradients ∂/∂r_ij (P, 3); zeros without a pair term. Each ordered pair carries half of
+    φ S, so that the two directions of a pair sum to φ S."""
+    N = pairs.n_atoms
+    e, g = np.zeros(N), np.zeros((len(pairs.i), 3))
+    if not rep or not len(pairs.i):
+        return e, g
+    d = np.linalg.norm(pairs.r, axis=1)
+    near = np.flatnonzero(d < rep["r_outer"])
+    if not len(near):
+        return e, g
+    d_, si, sj = d[near], pairs.species[pairs.i[near]], pairs.species[pairs.j[near]]
+    pre = np.asarray(rep["prefactor"])[si, sj]
+    ia = np.asarray(rep["inverse_screening"])[si, sj]
+    Phi, dPhi = np.zeros_like(d_), np.zeros_like(d_)
+    for c, k in rep["phi"]:
+        t = c * np.exp(-k * ia * d_)
+        Phi += t
+        dPhi -= k * ia * t
+    phi = pre * Phi / d_
+    dphi = pre * (dPhi / d_ - Phi / d_ ** 2)
+    w = rep["r_outer"] - rep["r_inner"]
+    x = np.clip((d_ - rep["r_inner"]) / w, 0.0, 1.0)
+    S = 1 - x ** 3 * (10 - 15 * x + 6 * x ** 2)
+    dS = -30 * x ** 2 * (1 - x) ** 2 / w
+    np.add.at(e, pairs.i[near], 0.5 * phi * S)
+    g[near] = (0.5 * (dphi * S + phi * dS) / d_)[:, None] * pairs.r[near]
+    return e, g
+
+
 class NumpyBackend:
     """Site energies ``V_i`` (without ``e0``) and per-pair gradients ``∂V_i/∂r_ij`` for one schedule."""
 
@@ -171,6 +202,8 @@ class NumpyBackend:
         hs, Bs = self.forward(params, A, pairs.species)
         e0 = self.sched.block("e0")
         V = params[e0.offset:e0.offset + e0.size][pairs.species] + hs[-1][0][:, 0, 0]
+        e_rep, g_rep = repulsion(self.sched.repulsion, pairs)
+        V = V + e_rep
         if not gradients:
             return V, None
         dA = self.backward(params, A, pairs.species, hs, Bs)
@@ -182,4 +215,4 @@ class NumpyBackend:
         radial_part = np.einsum("pns,pn,ps->p", G, dQ, Y)
         GQ = np.einsum("pns,pn->ps", G, Q)
         grad = radial_part[:, None] * u + np.einsum("ps,psa->pa", GQ, dY)
-        return V, grad
+        return V, grad + g_rep
