@@ -3,12 +3,13 @@
 The model is linear in each parameter group (``e0``, ``core{k}``, ``core{k}.U``) with the others fixed
 (see :mod:`etn.design`), so a fit is a sequence of linear least-squares problems::
 
-    min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² / N_c + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ |D θ|²
+    min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² / N_c + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ m |θ|²
 
 (energies per atom, squared force errors per atom, stress as virial per atom in eV/atom: the
 normalisation of MLIP and motep, so that their weights 1 / 0.01 / 0.001 mean the same here, and a
-large cell's forces do not outweigh its single energy; ``D`` scales the columns to unit norm, so λ
-is relative). A sweep visits the cores left to right (then right to left); before
+large cell's forces do not outweigh its single energy; m = mean(diag XᵀX) makes λ relative; e0 is
+not penalised; see :func:`solve_normal`). Labels are taken less the spec's fixed pair term
+(``repulsion``), which has no parameters. A sweep visits the cores left to right (then right to left); before
 moving on, the solved core is orthogonalised per irrep block of its bond (QR, or SVD with truncation
 for rank adaptation) and the triangular factor is pushed into the next core, which leaves the model
 unchanged. The channel factor U_k is solved and orthogonalised the same way before its core.
@@ -45,7 +46,9 @@ class FitSettings:
     energy_weight: float = 1.0
     force_weight: float = 0.01
     stress_weight: float = 0.001
-    regularization: float = 1e-10
+    regularization: float = 1e-5
+    ridge: str = "uniform"
+    reference_energies: object = "auto"
     sweeps: int = 8
     patience: int = 2
     tolerance: float = 1e-3
@@ -68,6 +71,14 @@ class FitSettings:
             raise FitError(f"polish must be an integer >= 0, not {self.polish!r}")
         if not isinstance(self.sweeps, int) or self.sweeps < 1:
             raise FitError(f"sweeps must be an integer >= 1, not {self.sweeps!r}")
+        ref = self.reference_energies
+        if not (ref in ("auto", "fit", "unary", "isolated") or isinstance(ref, dict) and all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for k, v in ref.items())):
+            raise FitError(f"reference_energies must be 'auto', 'fit', 'unary', 'isolated' or a table of element = energy "
+                           f"(eV), not {ref!r}")
+        if self.ridge not in ("uniform", "scaled"):
+            raise FitError(f"fit setting ridge must be 'uniform' or 'scaled', not {self.ridge!r}")
         if self.max_rank is not None and (not isinstance(self.max_rank, int) or self.max_rank < 1):
             raise FitError(f"max_rank must be an integer >= 1, not {self.max_rank!r}")
 
@@ -168,24 +179,41 @@ def right_orthogonalize(spec: Spec, blocks: dict, k: int) -> None:
 
 
 # -- the least-squares problem of one group ----------------------------------------------------------
-def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float):
+def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float, ridge: str = "scaled", free: int = 0):
     """Ridge solution of the normal equations, with columns scaled to unit norm.
 
     Normal equations keep memory at O(n²) for any amount of data (rows are accumulated one
     batch of configurations at a time with BLAS). They square the condition number, which is why the cores
     around the active one are orthogonalised and the columns are scaled; an eigendecomposition
-    then gives the ridge solution for any λ and the condition number for the message below.
+    then gives the ridge solution and the condition number for the message below.
+
+    ``ridge``: ``"scaled"`` adds ``reg`` times the largest eigenvalue to the column-scaled system (a
+    relative ridge, as Levenberg–Marquardt damping uses it); ``"uniform"`` adds ``reg`` times the mean
+    diagonal of ``XᵀX`` to every parameter but the first ``free`` (the reference energies), i.e.
+    ``reg · mean(diag XᵀX) · |θ|²``. With the other cores orthonormal, |θ| of one core is the norm of
+    the whole coefficient tensor (up to the channel factors), so the uniform ridge pulls every direction the data do not
+    determine to zero, whatever the column scale: cross-species terms that unaries and binaries
+    never excite stay small instead of taking whatever value rounding gives them.
     Returns ``(θ, condition number)``.
     """
     d = np.sqrt(np.diag(XtX)).copy()
     d[d == 0] = 1.0
     M = XtX / d[:, None] / d[None, :]
     b = Xty / d
+    lam = 0.0
+    if ridge == "uniform":
+        pen = np.full(len(d), reg * float(np.mean(np.diag(XtX))))
+        pen[:free] = 0.0
+        M[np.diag_indices_from(M)] += pen / d ** 2
+    elif ridge != "scaled":
+        raise FitError(f"ridge must be 'uniform' or 'scaled', not {ridge!r}")
     w, V = np.linalg.eigh(M)
     top = max(w[-1], 1e-300)
-    lam = reg * top
+    if ridge == "scaled":
+        lam = reg * top
     w = np.maximum(w, 0.0)
-    x = V @ ((V.T @ b) / (w + lam)) if lam > 0 else V @ np.where(w > 1e-14 * top, (V.T @ b) / np.where(w > 0, w, 1), 0)
+    x = V @ ((V.T @ b) / (w + lam)) if lam > 0 or ridge == "uniform" and reg > 0 else \
+        V @ np.where(w > 1e-14 * top, (V.T @ b) / np.where(w > 0, w, 1), 0)
     cond = top / max(w[0] + lam, 1e-300)
     return x / d, cond
 
@@ -206,6 +234,9 @@ class Fitter:
         self.spec, self.blocks = spec, to_blocks(pot)
         for f in self.train + self.valid:
             f.pairs = None
+        # e0: "fit" (solved with every group) or fixed; "auto" is resolved by _fit_e0
+        self.reference = s.reference_energies if isinstance(s.reference_energies, str) else "table"
+        self._rep = {}  # id(frame) -> the fixed pair term's (energy, forces, virial), see _repulsion
         self.history: list[dict] = []  # one row per sweep
         self.best = None  # (validation loss, Potential)
         self.warnings: list[str] = []
@@ -280,6 +311,7 @@ class Fitter:
         N = np.array([f.n_atoms for f in frames], dtype=float)
         counts = np.stack([np.bincount(p.species, minlength=S) for p in prs]).astype(float)
         e0 = self.blocks["e0"]
+        rep = [self._repulsion(f, p) for f, p in zip(frames, prs)] if cached_schedule(self.spec).repulsion else None
         has_E = np.array([wE > 0 and f.energy is not None for f in frames])
         kE, kS = np.flatnonzero(has_E), np.flatnonzero(want_S)
         atom_rows = want_F[np.repeat(np.arange(len(frames)), N.astype(int))]
@@ -292,6 +324,8 @@ class Fitter:
             X[:nE, :S], X[:nE, S:] = counts[kE], E[kE]
             X[:nE] *= wE / N[kE, None]
             yE = np.array([frames[c].energy for c in kE])
+            if rep:
+                yE = yE - np.array([rep[c][0] for c in kE])
             if residual:
                 yE = yE - (counts[kE] @ e0 + E[kE, :m] @ th)
             y[:nE] = wE * yE / N[kE]
@@ -300,6 +334,8 @@ class Fitter:
             XF[:] = (F if atom_rows.all() else F[atom_rows]).reshape(nF, -1)
             kF = np.flatnonzero(want_F)
             yF = np.concatenate([frames[c].forces.reshape(-1) for c in kF])
+            if rep:
+                yF = yF - np.concatenate([rep[c][1].reshape(-1) for c in kF])
             if residual:
                 yF = yF - XF[:, :m] @ th
             wrow = np.repeat(wF / np.sqrt(N[kF]), 3 * N[kF].astype(int))[:, None]   # forces per atom, as MLIP
@@ -310,6 +346,8 @@ class Fitter:
             for v, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
                 XS[:, v] = W[kS, a, b]
             yS = np.stack([frames[c].stress for c in kS]) * np.array([frames[c].atoms.get_volume() for c in kS])[:, None]
+            if rep:
+                yS = yS - np.stack([rep[c][2] for c in kS])
             if residual:
                 yS = yS - XS[:, :, :m] @ th
             XS *= wS / N[kS, None, None]
@@ -317,6 +355,21 @@ class Fitter:
         XtX += X.T @ X
         Xty += X.T @ y
         return float(y @ y)
+
+    def _repulsion(self, f, pr):
+        """Energy, forces and virial term (ASE stress × volume, Voigt) of the spec's fixed pair term on frame
+        ``f``: the fit's targets are the labels minus these, as the term has no parameters."""
+        key = id(f)
+        if key not in self._rep:
+            from .reference import repulsion
+
+            e, g = repulsion(cached_schedule(self.spec).repulsion, pr)
+            N = pr.n_atoms
+            F = np.stack([np.bincount(pr.i, g[:, a], N) - np.bincount(pr.j, g[:, a], N) for a in range(3)], axis=1)
+            W = g.T @ pr.r
+            W = 0.5 * (W + W.T)
+            self._rep[key] = (float(e.sum()), F, np.array([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]]))
+        return self._rep[key]
 
     def _groups(self):
         from .design import groups
@@ -326,7 +379,14 @@ class Fitter:
     def solve(self, group_name: str) -> float:
         """Solve ``e0`` and one group in place; returns the training loss after the solve (per configuration)."""
         XtX, Xty, yty = self._system(group_name, self.train)
-        theta, cond = solve_normal(XtX, Xty, self.settings.regularization)
+        S = self.spec.n_species
+        if self.reference == "fit":
+            theta, cond = solve_normal(XtX, Xty, self.settings.regularization, self.settings.ridge, free=S)
+        else:  # e0 fixed: the normal equations of the group alone, with e0's part of the targets removed
+            e0 = self.blocks["e0"]
+            rest, cond = solve_normal(XtX[S:, S:], Xty[S:] - XtX[S:, :S] @ e0, self.settings.regularization,
+                                      self.settings.ridge)
+            theta = np.concatenate([e0, rest])
         if not np.all(np.isfinite(theta)):
             raise FitError(f"the least-squares problem of {group_name} has no finite solution; raise regularization "
                            f"(now {self.settings.regularization:g})")
@@ -350,12 +410,16 @@ class Fitter:
         network (an invertible matrix on a bond) makes it singular, which the damping absorbs.
         """
         names = [g for g in self._groups() if g != "e0"]
+        S = self.spec.n_species
         lam = 1e-8
         for it in range(steps):
             XtX, Xty, yty = self._system(names, self.train, residual=True)
             current = yty / len(self.train)
             while True:
-                delta, _ = solve_normal(XtX, Xty, lam)
+                if self.reference == "fit":
+                    delta, _ = solve_normal(XtX, Xty, lam)
+                else:
+                    delta = np.concatenate([np.zeros(S), solve_normal(XtX[S:, S:], Xty[S:], lam)[0]])
                 # backtrack along the step before damping more: in a weakly determined direction the
                 # whole step can overshoot where a shorter one along it still descends
                 for scale in (1.0, 0.5, 0.25, 0.125):
@@ -407,18 +471,51 @@ class Fitter:
 
     # -- sweeps -------------------------------------------------------------------------------------
     def _fit_e0(self):
-        """Reference energies by least squares on the composition (before any core is fitted)."""
-        S = self.spec.n_species
-        counts, E = [], []
+        """Reference energies e0 (eV per atom of each species), before any core is fitted.
+
+        ``reference_energies``: ``"auto"`` (the default) — ``"unary"`` when the training data hold every
+        species alone, else ``"fit"``; ``"fit"`` — least squares on the composition, then solved again with
+        every group; ``"unary"`` — each element's lowest energy per atom among the training
+        configurations of that element alone (its ground state in the data); ``"isolated"`` — the
+        energies of single-atom configurations; or a table {element: eV}. All but ``"fit"`` stay fixed,
+        so the ridge pulls the model towards the sum of these references where the data say nothing.
+        """
+        S, ref = self.spec.n_species, self.settings.reference_energies
+        species = self.spec.species
+        if isinstance(ref, dict):
+            missing = [s for s in species if s not in ref]
+            if missing:
+                raise FitError(f"reference_energies lacks {', '.join(missing)}; give an energy (eV) for every "
+                               f"species of the spec ({', '.join(species)})")
+            self.blocks["e0"] = np.array([float(ref[s]) for s in species])
+            return
+        counts, E, lonely = [], [], []
         for f in self.train:
             if f.energy is None:
                 continue
-            counts.append(np.bincount(self._pairs(f).species, minlength=S))
+            pr = self._pairs(f)
+            counts.append(np.bincount(pr.species, minlength=S))
             E.append(f.energy)
+            lonely.append(pr.n_atoms == 1 and not np.any(np.sum(pr.r ** 2, axis=1) < self.spec.r_cut ** 2))
         if not E:
             raise FitError("no training configuration has an energy")
-        C = np.array(counts, dtype=float)
-        e0, *_ = np.linalg.lstsq(C, np.array(E), rcond=None)
+        C, E, lonely = np.array(counts, dtype=float), np.array(E), np.array(lonely)
+        if ref == "auto":
+            alone = C == C.sum(axis=1, keepdims=True)
+            ref = self.reference = "unary" if alone.any(axis=0).all() else "fit"
+        if ref == "fit":
+            self.blocks["e0"], *_ = np.linalg.lstsq(C, E, rcond=None)
+            return
+        e0 = np.full(S, np.nan)
+        for t in range(S):
+            alone = (C[:, t] == C.sum(axis=1)) & (lonely if ref == "isolated" else C[:, t] > 0)
+            if alone.any():
+                e0[t] = np.min(E[alone] / C[alone, t])
+        if np.isnan(e0).any():
+            what = "single-atom configurations" if ref == "isolated" else "configurations of the element alone"
+            raise FitError(f"reference_energies = {ref!r}: the training data have no {what} of "
+                           f"{', '.join(s for s, v in zip(species, e0) if np.isnan(v))}; give the energies as a "
+                           f"table (e.g. reference_energies = {{ {species[0]} = -3.1 }}) or use 'fit'")
         self.blocks["e0"] = e0
 
     def _check_r_min(self):
@@ -508,7 +605,7 @@ class Fitter:
             if val < self.best[0]:
                 self.best = (val, cand)
         pot = self.best[1]
-        pot.metadata.update({"fit": asdict(s), "fit_sweeps": len(self.history),
+        pot.metadata.update({"fit": asdict(s), "reference_energies": self.reference, "fit_sweeps": len(self.history),
                              "fit_seconds": round(time.perf_counter() - self._t0, 2),
                              "valid_loss": self.best[0]})
         return pot

@@ -194,8 +194,8 @@ def test_fits_emt_alloy_to_documented_error():
     rep = etn.metrics.errors(pot, valid, backend="numpy")["overall"]
     f_rms = np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in valid]) ** 2))  # 2.16 eV/Å
     e_std = 1e3 * np.std([f.energy / f.n_atoms for f in valid])  # 251 meV/atom
-    assert rep["energy_rmse"] < 0.15 * e_std, (rep, e_std)  # measured 18.7 meV/atom
-    assert rep["forces_rmse"] < 0.1 * f_rms, (rep, f_rms)  # measured 0.175 eV/Å
+    assert rep["energy_rmse"] < 0.15 * e_std, (rep, e_std)  # measured 28.8 meV/atom (18.7 with the old ridge)
+    assert rep["forces_rmse"] < 0.1 * f_rms, (rep, f_rms)  # measured 0.180 eV/Å (0.175)
 
 
 def test_same_seed_same_model_and_interrupt_keeps_best(tmp_path):
