@@ -215,6 +215,26 @@ def test_pairs_below_r_min_warn_once(binary, tmp_path):
     assert float(hits[0][0]) < r_min and float(hits[0][1]) == pytest.approx(r_min)
 
 
+def test_zbl_pair_term_matches_ase(tmp_path):
+    """A model with the ZBL pair term (spec repulsion = "zbl") on a compressed, rattled crystal whose pairs
+    reach into the switch and below it: LAMMPS (1 and 2 ranks) gives the ASE calculator's results."""
+    import warnings
+
+    d = etn.catalogue.load("small").to_dict()
+    pot = etn.Potential.random(etn.Spec.from_dict(dict(d, repulsion="zbl")), seed=4, scale=0.2)
+    export(pot, tmp_path / "plugin")
+    atoms = bcc_nbmotaw((3, 3, 3), seed=7, a=3.0, rattle=0.1)
+    atoms.positions[1] = atoms.positions[0] + [1.1, 0.2, 0]  # ZBL whole
+    atoms.positions[5] = atoms.positions[4] + [0, 1.6, 0.1]  # in the switch
+    assert atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min() < 0.75 * pot.spec.r_min
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", etn.ExtrapolationWarning)
+        for n in (1, 2):
+            (tmp_path / str(n)).mkdir()
+            check_against_ase(pot, atoms, run_static(tmp_path / str(n), tmp_path / "plugin", tmp_path / "plugin" /
+                                                     "model.etn", atoms, ["Nb", "Mo", "Ta", "W"], nprocs=n))
+
+
 def test_nbmotaw_types_reversed(refractory, tmp_path):
     pot, plugin, model = refractory
     atoms = bcc_nbmotaw((3, 3, 3), seed=5)
