@@ -81,17 +81,26 @@ class NumpyBackend:
         spec = self.spec
         w = spec.r_cut - spec.r_min
         xi = (2 * d - spec.r_min - spec.r_cut) / w
+        # with the ZBL pair term, T_n continues linearly below r_min (xi < -1): T_n(-1) + T_n'(-1)(xi + 1),
+        # so the features stay moderate where the pair term takes over, instead of growing as xi^n
+        xc = np.maximum(xi, -1.0) if spec.repulsion != "none" else xi
         T = np.zeros((d.size, spec.n_radial))
         dT = np.zeros_like(T)
         T[:, 0] = 1.0
         if spec.n_radial > 1:
-            T[:, 1] = xi
+            T[:, 1] = xc
             dT[:, 1] = 1.0
         for n in range(2, spec.n_radial):
-            T[:, n] = 2 * xi * T[:, n - 1] - T[:, n - 2]
-            dT[:, n] = 2 * T[:, n - 1] + 2 * xi * dT[:, n - 1] - dT[:, n - 2]
+            T[:, n] = 2 * xc * T[:, n - 1] - T[:, n - 2]
+            dT[:, n] = 2 * T[:, n - 1] + 2 * xc * dT[:, n - 1] - dT[:, n - 2]
+        T += dT * (xi - xc)[:, None]
         f = ((spec.r_cut - d) / w) ** 2
         df = -2 * (spec.r_cut - d) / w**2
+        if spec.repulsion != "none":  # and it fades out where the pair term fades in: f s, s = 1 - S
+            r0 = self.sched.repulsion["r_inner"]
+            x = np.clip((d - r0) / (spec.r_min - r0), 0.0, 1.0)
+            s_, ds = x ** 3 * (10 - 15 * x + 6 * x ** 2), 30 * x ** 2 * (1 - x) ** 2 / (spec.r_min - r0)
+            f, df = f * s_, df * s_ + f * ds
         Q = T * f[:, None]
         dQ = dT * (2 / w) * f[:, None] + T * df[:, None]
         return Q, dQ

@@ -46,8 +46,14 @@ def site_energies(pot, atoms):
         d = np.linalg.norm(r)
         xi = (2 * d - spec.r_min - spec.r_cut) / (spec.r_cut - spec.r_min)
         f = ((spec.r_cut - d) / (spec.r_cut - spec.r_min)) ** 2
+        if spec.repulsion != "none":  # faded out below r_min as the pair term fades in (README)
+            x = min(max((d - 0.75 * spec.r_min) / (0.25 * spec.r_min), 0.0), 1.0)
+            f *= x ** 3 * (10 - 15 * x + 6 * x ** 2)
         for n in range(Nr):
-            Q = chebyshev.chebval(xi, np.eye(Nr)[n]) * f
+            if spec.repulsion != "none" and xi < -1:  # continued linearly: T_n(-1) = (-1)^n, T_n'(-1) = (-1)^(n+1) n²
+                Q = ((-1) ** n + (-1) ** (n + 1) * n * n * (xi + 1)) * f
+            else:
+                Q = chebyshev.chebval(xi, np.eye(Nr)[n]) * f
             for l in range(lm + 1):
                 A[i, species[j] * Nr + n, l, lm - l:lm + l + 1] += Q * real_sh(l, r / d)
     # chain of dense cores
