@@ -44,6 +44,10 @@ def main(argv=None) -> None:
     ap.add_argument("--polish", type=int, default=0)
     ap.add_argument("--max-train", type=int, default=0, help="random subset of this many training configurations")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--regularization", type=float, default=FitSettings.regularization,
+                    help=f"ridge λ (default {FitSettings.regularization:g})")
+    ap.add_argument("--ridge", choices=("uniform", "scaled"), default=FitSettings.ridge,
+                    help="ridge form (default uniform; the records before 2026-11-30 used scaled with λ = 1e-10)")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=None, help="also write the report JSON here")
     ap.add_argument("--save", default=None, help="also save the fitted model here (.etn)")
@@ -71,7 +75,8 @@ def main(argv=None) -> None:
           f"{len(test)} test configurations")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, etn {etn.__version__}")
     t0 = time.perf_counter()
-    fitter = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish, seed=args.seed))
+    fitter = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish, seed=args.seed,
+                                                    regularization=args.regularization, ridge=args.ridge))
     pot = fitter.run()
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -91,6 +91,10 @@ def main(argv=None) -> None:
     ap.add_argument("--force-weight", type=float, default=FitSettings.force_weight,
                     help="weight of the per-atom force term (default: MTP practice, energy weight 1)")
     ap.add_argument("--threads", type=int, default=None, help="threads of the fit (default: all cores)")
+    ap.add_argument("--regularization", type=float, default=FitSettings.regularization,
+                    help=f"ridge λ (default {FitSettings.regularization:g})")
+    ap.add_argument("--ridge", choices=("uniform", "scaled"), default=FitSettings.ridge,
+                    help="ridge form (default uniform; the records before 2026-11-30 used scaled with λ = 1e-10)")
     args = ap.parse_args(argv)
     print(f"Zuo-v1, etn {etn.__version__}: spec per element r_min {args.r_min}, r_cut {args.r_cut} Å, "
           f"n_radial {args.n_radial}, l_max {args.l_max}, {args.cores} cores, bonds {args.bond}, energy weight {args.energy_weight}, "
@@ -111,7 +115,9 @@ def main(argv=None) -> None:
             pot = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish,
                                                               energy_weight=args.energy_weight,
                                                               force_weight=args.force_weight,
-                                                              threads=args.threads),
+                                                              threads=args.threads,
+                                                              regularization=args.regularization,
+                                                              ridge=args.ridge),
                          progress=False).run()
             minutes = (time.perf_counter() - t0) / 60
             report = metrics.errors(pot, test)
