@@ -48,7 +48,7 @@ class FitSettings:
     stress_weight: float = 0.001
     regularization: float = 1e-5
     ridge: str = "uniform"
-    reference_energies: object = "auto"
+    reference_energies: object = "fit"
     sweeps: int = 8
     patience: int = 2
     tolerance: float = 1e-3
@@ -72,10 +72,10 @@ class FitSettings:
         if not isinstance(self.sweeps, int) or self.sweeps < 1:
             raise FitError(f"sweeps must be an integer >= 1, not {self.sweeps!r}")
         ref = self.reference_energies
-        if not (ref in ("auto", "fit", "unary", "isolated") or isinstance(ref, dict) and all(
+        if not (ref in ("fit", "unary", "isolated") or isinstance(ref, dict) and all(
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                 for k, v in ref.items())):
-            raise FitError(f"reference_energies must be 'auto', 'fit', 'unary', 'isolated' or a table of element = energy "
+            raise FitError(f"reference_energies must be 'fit', 'unary', 'isolated' or a table of element = energy "
                            f"(eV), not {ref!r}")
         if self.ridge not in ("uniform", "scaled"):
             raise FitError(f"fit setting ridge must be 'uniform' or 'scaled', not {self.ridge!r}")
@@ -234,7 +234,7 @@ class Fitter:
         self.spec, self.blocks = spec, to_blocks(pot)
         for f in self.train + self.valid:
             f.pairs = None
-        # e0: "fit" (solved with every group) or fixed; "auto" is resolved by _fit_e0
+        # e0: "fit" (solved with every group) or fixed
         self.reference = s.reference_energies if isinstance(s.reference_energies, str) else "table"
         self._rep = {}  # id(frame) -> the fixed pair term's (energy, forces, virial), see _repulsion
         self.history: list[dict] = []  # one row per sweep
@@ -473,9 +473,8 @@ class Fitter:
     def _fit_e0(self):
         """Reference energies e0 (eV per atom of each species), before any core is fitted.
 
-        ``reference_energies``: ``"auto"`` (the default) — ``"unary"`` when the training data hold every
-        species alone, else ``"fit"``; ``"fit"`` — least squares on the composition, then solved again with
-        every group; ``"unary"`` — each element's lowest energy per atom among the training
+        ``reference_energies``: ``"fit"`` (the default) — least squares on the composition, then solved
+        again with every group; ``"unary"`` — each element's lowest energy per atom among the training
         configurations of that element alone (its ground state in the data); ``"isolated"`` — the
         energies of single-atom configurations; or a table {element: eV}. All but ``"fit"`` stay fixed,
         so the ridge pulls the model towards the sum of these references where the data say nothing.
@@ -500,9 +499,6 @@ class Fitter:
         if not E:
             raise FitError("no training configuration has an energy")
         C, E, lonely = np.array(counts, dtype=float), np.array(E), np.array(lonely)
-        if ref == "auto":
-            alone = C == C.sum(axis=1, keepdims=True)
-            ref = self.reference = "unary" if alone.any(axis=0).all() else "fit"
         if ref == "fit":
             self.blocks["e0"], *_ = np.linalg.lstsq(C, E, rcond=None)
             return

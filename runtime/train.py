@@ -18,8 +18,7 @@ A fit configuration (paths are relative to the file)::
     stress_weight = 0.001           # virial per atom (eV/atom)
     regularization = 1e-5           # ridge λ: λ · mean(diag XᵀX) · |θ|² on every parameter but e0
     ridge = "uniform"               # or "scaled": λ times the largest eigenvalue of the column-scaled system
-    reference_energies = "auto"     # e0: "unary" (each element's lowest E/atom alone) if every species has such
-                                    # data, else "fit"; or "fit", "unary", "isolated", or a table
+    reference_energies = "fit"      # e0: "fit", "unary" (each element's lowest E/atom alone), "isolated", or a table
     sweeps = 8                      # at most; stops earlier when validation stops improving
     patience = 2                    # sweeps without relative improvement > tolerance
     tolerance = 1e-3

@@ -106,12 +106,5 @@ def test_reference_energies_fixed_from_unaries_isolated_atoms_or_a_table():
     with pytest.raises(FitError, match="lacks Au"):
         Fitter(spec, frames, None, FitSettings(sweeps=1, reference_energies={s: 0.0 for s in ELEMENTS[:4]}),
                progress=False).run()
-    auto = Fitter(spec, frames, None, FitSettings(sweeps=1), progress=False)
-    auto.run()
-    assert auto.reference == "unary"  # every species alone in the data
-    binaries = [f for f in frames if len(set(f.atoms.get_chemical_symbols())) == 2]
-    auto = Fitter(spec, binaries, None, FitSettings(sweeps=1), progress=False)
-    auto.run()
-    assert auto.reference == "fit"
     with pytest.raises(FitError, match="reference_energies must be"):
         FitSettings(reference_energies="dft")
