@@ -15,6 +15,13 @@ import numpy as np
 from .generator.schedule import Schedule
 
 
+def fade_in(d, r0: float, r1: float):
+    """s(d) = x³(10 - 15x + 6x²), x = (d - r0)/(r1 - r0) clipped to [0, 1], and ds/dd: 0 up to r0, 1 from
+    r1 on, s, s' and s'' continuous. The pair term is switched by 1 - s, the radial basis by s."""
+    x = np.clip((d - r0) / (r1 - r0), 0.0, 1.0)
+    return x ** 3 * (10 - 15 * x + 6 * x ** 2), 30 * x ** 2 * (1 - x) ** 2 / (r1 - r0)
+
+
 def repulsion(rep: dict | None, pairs):
     """The spec's pair term (``Schedule.repulsion``): site energies ½ Σ_j φ(r_ij) S(r_ij) (N,) and their
     per-pair gradients ∂/∂r_ij (P, 3); zeros without a pair term. Each ordered pair carries half of
@@ -37,10 +44,8 @@ def repulsion(rep: dict | None, pairs):
         dPhi -= k * ia * t
     phi = pre * Phi / d_
     dphi = pre * (dPhi / d_ - Phi / d_ ** 2)
-    w = rep["r_outer"] - rep["r_inner"]
-    x = np.clip((d_ - rep["r_inner"]) / w, 0.0, 1.0)
-    S = 1 - x ** 3 * (10 - 15 * x + 6 * x ** 2)
-    dS = -30 * x ** 2 * (1 - x) ** 2 / w
+    s, ds = fade_in(d_, rep["r_inner"], rep["r_outer"])
+    S, dS = 1 - s, -ds
     np.add.at(e, pairs.i[near], 0.5 * phi * S)
     g[near] = (0.5 * (dphi * S + phi * dS) / d_)[:, None] * pairs.r[near]
     return e, g
@@ -97,10 +102,8 @@ class NumpyBackend:
         f = ((spec.r_cut - d) / w) ** 2
         df = -2 * (spec.r_cut - d) / w**2
         if spec.repulsion != "none":  # and it fades out where the pair term fades in: f s, s = 1 - S
-            r0 = self.sched.repulsion["r_inner"]
-            x = np.clip((d - r0) / (spec.r_min - r0), 0.0, 1.0)
-            s_, ds = x ** 3 * (10 - 15 * x + 6 * x ** 2), 30 * x ** 2 * (1 - x) ** 2 / (spec.r_min - r0)
-            f, df = f * s_, df * s_ + f * ds
+            s, ds = fade_in(d, self.sched.repulsion["r_inner"], spec.r_min)
+            f, df = f * s, df * s + f * ds
         Q = T * f[:, None]
         dQ = dT * (2 / w) * f[:, None] + T * df[:, None]
         return Q, dQ
