@@ -191,9 +191,9 @@ def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float, ridge: str = "sca
     relative ridge, as Levenberg–Marquardt damping uses it); ``"uniform"`` adds ``reg`` times the mean
     diagonal of ``XᵀX`` to every parameter but the first ``free`` (the reference energies), i.e.
     ``reg · mean(diag XᵀX) · |θ|²``. With the other cores orthonormal, |θ| of one core is the norm of
-    the whole coefficient tensor (up to the channel factors), so the uniform ridge pulls every direction the data do not
-    determine to zero, whatever the column scale: cross-species terms that unaries and binaries
-    never excite stay small instead of taking whatever value rounding gives them.
+    the whole coefficient tensor (up to the channel factors), so the uniform ridge pulls every
+    direction the data do not determine to zero, whatever the column scale: cross-species terms that
+    unaries and binaries never excite stay small instead of taking whatever value rounding gives them.
     Returns ``(θ, condition number)``.
     """
     d = np.sqrt(np.diag(XtX)).copy()
