@@ -86,21 +86,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"elements {sorted(unknown)} are not in the model ({' '.join(species)})")
     species = cell_elements
-    n = len(species)
-    fractions = "\n".join(f"set type 1 type/fraction {t} {1.0 / (n - t + 2):.8f} {1000 + t}" for t in range(2, n + 1))
-    masses = "\n".join(f"mass {t + 1} {etn_mass(s)}" for t, s in enumerate(species))
-    (work / "in.nve").write_text(f"""
-units metal
-atom_style atomic
-lattice bcc {args.a}
-region box block 0 10 0 10 0 10
-create_box {n} box
-create_atoms 1 box
-{fractions}
-{masses}
-plugin load plugin/etnplugin.so
-pair_style etn
-pair_coeff * * plugin/{model.name} {' '.join(species)}
+    (work / "in.nve").write_text(random_bcc_input(species, args.a, f"plugin/{model.name}") + f"""
 velocity all create 600.0 4928459 mom yes rot yes dist gaussian
 fix nve all nve
 timestep 0.001
@@ -146,6 +132,27 @@ run {args.snap_steps}
     print(f"  LAMMPS loop time {secs:.1f} s on {procs} procs: {1e6 * secs / (nsteps * natoms):.2f} µs/atom/step "
           f"wall ({1e6 * secs * procs / (nsteps * natoms):.2f} µs/atom/step per core)")
     print(f"\nwork folder: {work}")
+
+
+def random_bcc_input(species, a: float, model: str) -> str:
+    """LAMMPS commands for a 10x10x10 bcc cell (2000 atoms, lattice constant ``a`` Å) of ``species`` in
+    equal random fractions, with the etn plugin in ``plugin/`` and the model file ``model``."""
+    n = len(species)
+    fractions = "\n".join(f"set type 1 type/fraction {t} {1.0 / (n - t + 2):.8f} {1000 + t}" for t in range(2, n + 1))
+    masses = "\n".join(f"mass {t + 1} {etn_mass(s)}" for t, s in enumerate(species))
+    return f"""
+units metal
+atom_style atomic
+lattice bcc {a}
+region box block 0 10 0 10 0 10
+create_box {n} box
+create_atoms 1 box
+{fractions}
+{masses}
+plugin load plugin/etnplugin.so
+pair_style etn
+pair_coeff * * {model} {' '.join(species)}
+"""
 
 
 def etn_mass(symbol: str) -> float:

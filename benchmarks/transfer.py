@@ -83,26 +83,12 @@ def md_input(species, T: float, ps: float, a: float = 3.24, nve_ps: float = 0.0)
     """LAMMPS input: the 2000-atom random equiatomic bcc cell, NVT (Nosé–Hoover, 0.1 ps) at T for ``ps``,
     then (``nve_ps``) NVE; the shortest distance every 100 steps and the energies go to files. A run survives
     when LAMMPS ends without an error (no overlap, no lost atoms), the mean temperature over the second
-    half is within 20% of the thermostat's and no two atoms came closer than 0.75 r_min."""
-    from lammps_nve import etn_mass
+    half is within 20% of the thermostat's (runs of a few ps at least: the cell starts at 2T) and no two
+    atoms came closer than 0.75 r_min."""
+    from lammps_nve import random_bcc_input
 
-    n = len(species)
-    fractions = "\n".join(f"set type 1 type/fraction {t} {1.0 / (n - t + 2):.8f} {1000 + t}" for t in range(2, n + 1))
-    masses = "\n".join(f"mass {t + 1} {etn_mass(s)}" for t, s in enumerate(species))
     nvt, nve = int(round(ps * 1000)), int(round(nve_ps * 1000))
-    text = f"""
-units metal
-atom_style atomic
-lattice bcc {a}
-region box block 0 10 0 10 0 10
-create_box {n} box
-create_atoms 1 box
-{fractions}
-{masses}
-plugin load plugin/etnplugin.so
-pair_style etn
-pair_coeff * * plugin/model.etn {' '.join(species)}
-neighbor 1.0 bin
+    text = random_bcc_input(species, a, "plugin/model.etn") + f"""neighbor 1.0 bin
 compute d all pair/local dist
 compute dmin all reduce min c_d inputs local
 thermo_style custom step temp pe etotal press c_dmin
