@@ -1,17 +1,20 @@
 """Multicomponent transfer: do models fitted on unaries and binaries stay physical in alloys with more
 components?  (DESIGN.md section 4, "Transfer".)  No DFT is needed.
 
-    python3 benchmarks/transfer.py probes MODEL.etn [--md] [--ps 20]
-    python3 benchmarks/transfer.py emt [--scale small|full] [--pod]
+    python3 benchmarks/transfer.py probes MODEL.etn [--md] [--ps 20] [--temperatures 300 1500 3000]
+    python3 benchmarks/transfer.py ablation [--spec small] [--variants ...]
+    python3 benchmarks/transfer.py emt [--scale small|full] [--pod] [--variants ...]
 
 ``probes``: for a model fitted on MoNbTaW-v1 (Nb, Mo, Ta, W), ideal random equiatomic bcc cells
-(a = 3.24 Å, 10x10x10 conventional cells = 2000 atoms, 5 seeds) of the quaternary and of the four
-ternaries: largest and RMS force (eV/Å) and energy per atom (eV). The true forces there are small
-(an ideal lattice of a random alloy relaxes by a few hundredths of an Å), so large ones mean the model
-extrapolates wildly. With ``--md``, LAMMPS MD of the 2000-atom quaternary with the exported plugin:
-NVT (Nosé–Hoover) at 300, 1500 and 3000 K, ``--ps`` ps each with 1 fs steps, then NVE after the
-300 K equilibration: survival (no overlap, no lost atoms), the shortest distance seen, and the NVE
-total-energy drift (eV/atom/ps).
+(a = 3.24 Å, 10x10x10 conventional cells = 2000 atoms, 5 seeds) of the quaternary, of the four
+ternaries and, as the in-distribution reference, of the six binaries: largest and RMS force (eV/Å)
+and energy per atom (eV). Large forces on an ideal lattice mean the model extrapolates wildly. With
+``--md``, LAMMPS MD of the 2000-atom quaternary with the exported plugin: NVT (Nosé–Hoover) at each
+temperature, ``--ps`` ps with 1 fs steps, then NVE after the first: survival (see ``md_input``), the
+shortest distance seen, and the NVE total-energy drift (eV/atom/ps).
+
+``ablation``: a spec fitted on all of MoNbTaW-v1 once per variant of ``VARIANTS``: validation and test
+errors next to the lattice probes.
 
 ``emt``: the EMT transfer set (``emt_set.py``: training data of the 7 unaries and 21 binaries of
 Al Cu Ag Au Ni Pd Pt, test data of random fcc alloys with 2 to 7 components, exact EMT labels); fits
@@ -65,8 +68,9 @@ def probe_lattices(pot, a: float = 3.24, reps: int = 10, seeds=range(5)) -> list
             fmax.append(f.max())
             frms.append(np.sqrt(np.mean(r["forces"] ** 2)))
             epa.append(r["energy"] / len(atoms))
-        rows.append(dict(system="".join(syms), components=len(syms), n_atoms=len(atoms), max_force=max(fmax), rms_force=float(np.mean(frms)),
-                         energy_per_atom=float(np.mean(epa)), energy_spread=float(np.std(epa))))
+        rows.append(dict(system="".join(syms), components=len(syms), n_atoms=len(atoms), max_force=max(fmax),
+                         rms_force=float(np.mean(frms)), energy_per_atom=float(np.mean(epa)),
+                         energy_spread=float(np.std(epa))))
     return rows
 
 
@@ -141,12 +145,13 @@ def md_probes(model, ps: float, ranks: int, work: Path, temperatures=(300.0, 150
                 row["mean_T"] = float(data[len(data) // 2:, 2].mean())
         # a run that ends without an error can still have collapsed: atoms fallen into each other heat it far
         # above the thermostat's temperature
-        if row["survived"] and (abs(row.get("mean_T", T) - T) > 0.2 * T or row.get("shortest", 9) < 0.75 * pot.spec.r_min):
+        hot = abs(row.get("mean_T", T) - T) > 0.2 * T
+        if row["survived"] and (hot or row.get("shortest", 9) < 0.75 * pot.spec.r_min):
             row.update(survived=False, error=f"collapsed: mean T {row['mean_T']:.0f} K over the second half, "
                                              f"atoms {row['shortest']:.2f} Å apart")
         if nve_ps and row["survived"] and (folder / "nve.txt").exists():
             step, etot, pe, temp = np.loadtxt(folder / "nve.txt", comments="#").T
-            e = (etot - etot[0]) / 2000
+            e = (etot - etot[0]) / 2000  # md_input's cell
             row["nve_drift"] = float(np.polyfit((step - step[0]) / 1000, e, 1)[0])
             row["nve_excursion"] = float(np.abs(e).max())
             row["nve_ps"] = nve_ps
