@@ -6,6 +6,12 @@
 Properties: ``energy``, ``free_energy`` (the same: the model has no electronic entropy),
 ``energies`` (per atom), ``forces`` and, for cells with volume, ``stress`` (ASE sign and Voigt order).
 
+With ``gamma=True`` the calculator also returns ``gamma``, the extrapolation grade of every atom
+(:mod:`etn.grade`; γ ≤ 1 inside the training data, > 2 extrapolating, > 10 unreliable), from the
+active set beside the model file (``model.aset``) or the one passed as ``active_set``; it costs one
+pass of the design-row kernels of one core (``benchmarks/grade.py`` measures it). ``calc.gamma_max``
+keeps the largest γ seen.
+
 The first time two atoms come closer than the spec's ``r_min`` (below the fitted range, where the
 radial basis is extrapolated) the calculator issues an :class:`~etn.neighbors.ExtrapolationWarning`
 naming them; ``calc.shortest`` keeps the shortest distance seen (Å).
@@ -23,26 +29,46 @@ from .potential import Potential
 
 
 class Calculator(_ASECalculator):
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "gamma"]
 
-    def __init__(self, model, backend: str | None = None, skin: float = 0.5, **kwargs):
+    def __init__(self, model, backend: str | None = None, skin: float = 0.5, gamma: bool = False,
+                 active_set=None, **kwargs):
         """``model``: a :class:`Potential` or a model file; ``backend``: ``'c'`` (default), ``'c-float32'``,
-        ``'cuda'``, ``'cuda-float32'``, ``'auto'`` (CUDA when a GPU, cupy and nvcc are present) or ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only
-        when an atom moved more than ``skin / 2`` (or the cell or species changed)."""
+        ``'cuda'``, ``'cuda-float32'``, ``'auto'`` (CUDA when a GPU, cupy and nvcc are present) or
+        ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only when an
+        atom moved more than ``skin / 2`` (or the cell or species changed); ``gamma``: also compute the
+        per-atom extrapolation grade ``gamma``, from ``active_set`` (an :class:`~etn.grade.ActiveSet` or
+        its file; default: ``model.aset`` beside the model file)."""
         super().__init__(**kwargs)
         self.potential = model if isinstance(model, Potential) else Potential.load(model)
         self.backend = backend or self.potential.backend
         self.neighbors = NeighborCache(self.potential.spec, skin)
         self.shortest = float("inf")  # shortest interatomic distance seen, Å
+        self.grader = None
+        self.gamma_max = 0.0  # largest extrapolation grade seen
+        if gamma or active_set is not None:
+            from .grade import ActiveSet, Grader, sidecar
+
+            if active_set is None or not isinstance(active_set, ActiveSet):
+                if active_set is None and isinstance(model, Potential):
+                    raise ValueError("gamma=True with a Potential needs active_set= (an ActiveSet or its file)")
+                active_set = ActiveSet.load(active_set if active_set is not None else sidecar(model), self.potential)
+            self.grader = Grader(self.potential, active_set, backend="numpy" if self.backend == "numpy" else "c")
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         want_stress = "stress" in properties
         if want_stress and self.atoms.cell.rank < 3:
             raise PropertyNotImplementedError("stress needs a cell with non-zero volume")
+        if "gamma" in properties and self.grader is None:
+            raise PropertyNotImplementedError("gamma needs etn.Calculator(model, gamma=True) and the model's "
+                                              "active set (`etn activeset MODEL TRAINING_FILES...`)")
         res = self.potential.evaluate(self.atoms, forces=True, stress=self.atoms.cell.rank == 3,
                                       backend=self.backend, neighbors=self.neighbors)
         res.pop("virial", None)
+        if self.grader is not None:
+            res["gamma"] = self.grader.atoms(self.atoms, self.neighbors.pairs(self.atoms))
+            self.gamma_max = max(self.gamma_max, float(res["gamma"].max(initial=0.0)))
         self.results.update(res)
         self._check_r_min()
 

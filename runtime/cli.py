@@ -1,4 +1,5 @@
-"""Command line: ``etn inspect``, ``etn generate``, ``etn fit``, ``etn eval``, ``etn export``, ``etn example``.
+"""Command line: ``etn inspect``, ``etn generate``, ``etn fit``, ``etn eval``, ``etn export``, ``etn example``,
+``etn activeset``, ``etn grade``, ``etn select``.
 
 Every command turns the package's own errors (bad spec, bad model file, bad configuration) into
 one clear line on stderr and exit status 2, never a traceback.
@@ -69,6 +70,82 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _frames(files, species):
+    """ASE ``Atoms`` of every configuration in ``files`` (labels not needed)."""
+    from .dataset import read
+
+    return [f.atoms for f in read(files, species, need=(), missing="skip")]
+
+
+def cmd_activeset(args) -> int:
+    from . import grade
+    from .potential import Potential
+
+    pot = Potential.load(args.model)
+    atoms = _frames(args.files, pot.spec.species)
+    aset = grade.build(pot, atoms, group=args.group, progress=not args.quiet, info={"files": args.files})
+    out = args.output or grade.sidecar(args.model)
+    aset.save(out)
+    ranks = ", ".join(f"{pot.spec.species[b.species] if b.species >= 0 else 'all'} {b.rank}"
+                      for b in aset.blocks if b.kind == "atoms")
+    print(f"active set of {args.model} ({aset.group}) from {len(atoms)} configurations: atoms {ranks}; "
+          f"configurations {aset.config_block.rank}; wrote {out}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    import json
+
+    import numpy as np
+
+    from . import grade
+    from .dataset import read
+    from .potential import Potential
+
+    pot = Potential.load(args.model)
+    aset = grade.ActiveSet.load(args.active_set or grade.sidecar(args.model), pot)
+    frames = read(args.files, pot.spec.species, need=(), missing="skip")
+    res = grade.Grader(pot, aset).configs([f.atoms for f in frames], progress=not args.quiet)
+    rows = [{"source": f.source, "atoms": f.n_atoms, "gamma_atoms_max": float(g.max(initial=0.0)),
+             "gamma_atoms": g.tolist(), "gamma_config": c} for f, (g, c) in zip(frames, res)]
+    width = max([len(r["source"]) for r in rows] + [13])
+    print(f"{'configuration':<{width}} {'atoms':>6} {'max atom γ':>11} {'config γ':>10}")
+    for r in rows:
+        flag = "  extrapolating" if r["gamma_atoms_max"] > args.threshold else ""
+        print(f"{r['source']:<{width}} {r['atoms']:>6d} {r['gamma_atoms_max']:>11.3f} {r['gamma_config']:>10.3f}{flag}")
+    worst = np.array([r["gamma_atoms_max"] for r in rows])
+    print(f"{int((worst > args.threshold).sum())} of {len(rows)} configurations have an atom with γ > "
+          f"{args.threshold:g} (γ ≤ 1: inside the training data)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"model": args.model, "group": aset.group, "configurations": rows}, fh)
+    return 0
+
+
+def cmd_select(args) -> int:
+    from ase.io import write
+
+    from . import grade
+    from .potential import Potential
+
+    pot = Potential.load(args.model)
+    aset = grade.ActiveSet.load(args.active_set or grade.sidecar(args.model), pot)
+    cands = _frames(args.files, pot.spec.species)
+    picked = grade.select(pot, aset, cands, args.n, threshold=args.threshold, progress=not args.quiet)
+    chosen = []
+    for c, g in picked:
+        atoms = cands[c].copy()
+        atoms.info["etn_gamma"] = g
+        atoms.info["etn_candidate"] = c
+        chosen.append(atoms)
+    if chosen:
+        write(args.output, chosen, format="extxyz")
+    print(f"selected {len(chosen)} of {len(cands)} candidate configurations (γ at selection: "
+          f"{', '.join(f'{g:.3g}' for _, g in picked) or 'none above the threshold'})"
+          + (f"; wrote {args.output}" if chosen else ""))
+    return 0
+
+
 def cmd_export(args) -> int:
     from .lammps import PLUGIN, export
 
@@ -125,18 +202,44 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--no-build", action="store_true", help="only write the sources and Makefile")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("activeset", help="select the active set of a model from its training data (for grades)")
+    p.add_argument("model", help="model file (.etn)")
+    p.add_argument("files", nargs="+", help="the training data (extxyz, .cfg; glob patterns allowed)")
+    p.add_argument("-o", "--output", help="active-set file (default: MODEL with suffix .aset)")
+    p.add_argument("--group", help="parameter group whose rows are used (default: the species-specific core)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_activeset)
+    p = sub.add_parser("grade", help="extrapolation grades γ of configurations (γ > 1: outside the training data)")
+    p.add_argument("model", help="model file (.etn); its active set MODEL.aset is read")
+    p.add_argument("files", nargs="+", help="configurations (extxyz, .cfg; glob patterns allowed)")
+    p.add_argument("--active-set", help="active-set file (default: MODEL with suffix .aset)")
+    p.add_argument("--threshold", type=float, default=2.0, help="flag configurations above this γ (default 2)")
+    p.add_argument("--json", help="also write per-atom and per-configuration grades as JSON to this file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("select", help="pick the candidate configurations that extend the active set most")
+    p.add_argument("model", help="model file (.etn); its active set MODEL.aset is read")
+    p.add_argument("files", nargs="+", help="candidate configurations (extxyz, .cfg; glob patterns allowed)")
+    p.add_argument("-n", type=int, required=True, help="at most this many configurations")
+    p.add_argument("-o", "--output", required=True, help="extxyz file for the selected configurations")
+    p.add_argument("--active-set", help="active-set file (default: MODEL with suffix .aset)")
+    p.add_argument("--threshold", type=float, default=1.0 + 1e-6,
+                   help="only atoms with γ above this extend the set (default 1 + 1e-6)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_select)
     args = ap.parse_args(argv)
     from .build import CompilerError
     from .dataset import DataError
     from .fit import FitError
     from .generator import SpecError
+    from .grade import ActiveSetError
     from .lammps import LammpsError
     from .modelfile import ModelFileError
     from .neighbors import ConfigurationError
 
     try:
         return args.func(args)
-    except (SpecError, ModelFileError, ConfigurationError, DataError, FitError, CompilerError, LammpsError, FileNotFoundError,
+    except (SpecError, ModelFileError, ActiveSetError, ConfigurationError, DataError, FitError, CompilerError, LammpsError, FileNotFoundError,
             KeyError) as e:
         print(f"etn: error: {e}", file=sys.stderr)
         return 2

@@ -238,6 +238,10 @@ class DesignReference:
         return (np.stack([o[0].sum(axis=0) for o in out]), np.concatenate([o[1] for o in out]),
                 np.stack([o[2] for o in out]))
 
+    def site_rows(self, params, pairs_list, group) -> np.ndarray:
+        """Per-atom energy rows (ΣN, n) of many configurations (no e0); as :meth:`etn.cdesign.CDesign.site_rows`."""
+        return np.concatenate([self.rows(params, p, group, forces=False)[0] for p in pairs_list])
+
     def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):
         """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction."""
         cgs = self.nb._cg

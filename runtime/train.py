@@ -31,7 +31,8 @@ A fit configuration (paths are relative to the file)::
     backend = "c"                   # design rows and evaluation: "c", "cuda" (GPU), "auto", "numpy" (no compiler)
 
     [output]
-    dir = "fit"                     # model.etn, report.txt, report.json, parity_*.png, learning_curve.png
+    dir = "fit"                     # model.etn, model.aset (active set for grades), report.txt, report.json,
+                                    # parity_*.png, learning_curve.png
 """
 
 from __future__ import annotations
@@ -147,6 +148,11 @@ def fit_config(path, progress: bool = True, log=print):
     seconds = time.perf_counter() - t0
     pot.metadata.update({"train_files": cfg["train"], "fit_seconds": round(seconds, 2)})
     pot.save(out / "model.etn")
+    from . import grade
+
+    aset = grade.build(pot, [f.atoms for f in train], backend="numpy" if s.backend == "numpy" else "c",
+                       progress=progress)
+    aset.save(out / "model.aset")
     if fitter.interrupted:
         log(f"interrupted: saved the best model so far to {out / 'model.etn'}")
     report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.bonds],
@@ -166,7 +172,7 @@ def fit_config(path, progress: bool = True, log=print):
     (out / "report.txt").write_text("\n\n".join(text) + "\n")
     metrics.write_json(report, out / "report.json")
     log("\n\n".join(text))
-    log(f"wrote {out / 'model.etn'}, report.txt, report.json, parity_*.png, learning_curve.png in {out}")
+    log(f"wrote {out / 'model.etn'}, model.aset, report.txt, report.json, parity_*.png, learning_curve.png in {out}")
     return pot, report
 
 
