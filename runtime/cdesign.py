@@ -55,10 +55,6 @@ class Batch:
                    np.ascontiguousarray(np.concatenate(r + [np.zeros((1, 3))]), dtype=np.float64))
 
 
-#: Atoms per call of :meth:`CDesign.site_rows` (bounds its W scratch of 9 rows per atom).
-SITE_CHUNK = 2048
-
-
 class CDesign:
     def __init__(self, sched):
         self.sched = sched
@@ -93,24 +89,18 @@ class CDesign:
         return E, (F if gradients else np.zeros((b.n_atoms, 3, n))), W
 
     def site_rows(self, params, pairs_list, group) -> np.ndarray:
-        """Per-atom energy rows (ΣN, n) (no e0): the same kernels with every atom its own configuration."""
+        """Per-atom energy rows (ΣN, n) (no e0), as :meth:`etn.design.DesignReference.site_rows`."""
         g = self.group_ids[group if isinstance(group, str) else group.name]
         n = self.lib.etn_design_group_size(g)
         b = Batch.of(pairs_list)
         E = np.empty((max(b.n_atoms, 1), n))
-        F = np.zeros((1, 3, n))
         params = np.ascontiguousarray(params, dtype=np.float64)
-        for a0 in range(0, b.n_atoms, SITE_CHUNK):
-            a1 = min(a0 + SITE_CHUNK, b.n_atoms)
-            first = np.ascontiguousarray(np.arange(a0, a1 + 1), dtype=np.int64)  # configurations of one atom
-            W = np.empty((a1 - a0, 3, 3, n))
-            rc = self.lib.etn_design_rows(
-                g, self._ptr("double *", params), a1 - a0, self._ptr("long long *", first),
-                self._ptr("int *", b.species), self._ptr("long long *", b.first), self._ptr("int *", b.tj),
-                self._ptr("long long *", b.nb), self._ptr("double *", b.r), 0,
-                self._ptr("double *", E[a0:]), self._ptr("double *", F), self._ptr("double *", W))
-            if rc == -2:
-                raise ValueError("a species index is out of range for this model")
-            if rc != 0:
-                raise MemoryError(f"the design-row kernels failed (code {rc})")
+        rc = self.lib.etn_design_site_rows(
+            g, self._ptr("double *", params), b.n_atoms, self._ptr("int *", b.species),
+            self._ptr("long long *", b.first), self._ptr("int *", b.tj), self._ptr("double *", b.r),
+            self._ptr("double *", E))
+        if rc == -2:
+            raise ValueError("a species index is out of range for this model")
+        if rc != 0:
+            raise MemoryError(f"the design-row kernels failed (code {rc})")
         return E[:b.n_atoms]

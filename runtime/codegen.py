@@ -85,9 +85,10 @@ def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
                   ctx["dtype"], sched.spec.hash)
 
 
-def render_design(sched: Schedule) -> Source:
-    """The design-matrix row kernels of every parameter group (float64) and their header."""
-    ctx = _design_context(sched, "etn_model.h")  # the name build() gives every header
+def render_design(sched: Schedule, header_name: str = "etn_model.h", only: tuple | None = None) -> Source:
+    """The design-matrix row kernels of every parameter group (or of the groups named in ``only``;
+    float64) and their header (``header_name``: build() names every header etn_model.h)."""
+    ctx = _design_context(sched, header_name, only)
     env = environment()
     return Source(env.get_template("design.h.j2").render(ctx), env.get_template("design.c.j2").render(ctx),
                   "float64", sched.spec.hash)
@@ -102,7 +103,7 @@ def render_design_cuda(sched: Schedule) -> Source:
                   "float64", sched.spec.hash)
 
 
-def _design_context(sched: Schedule, header_name: str) -> dict:
+def _design_context(sched: Schedule, header_name: str, only: tuple | None = None) -> dict:
     from .design import groups
 
     ctx = _context(sched, "float64", header_name)
@@ -112,7 +113,7 @@ def _design_context(sched: Schedule, header_name: str) -> dict:
     uoffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(b).size for b in c.compress])]) for c in sched.cores if c.K}
     gs = []
     for name, g in groups(sched).items():
-        if name == "e0":
+        if name == "e0" or (only is not None and name not in only):
             continue
         k = int(name[4:].split(".")[0])
         gs.append(dict(id=len(gs), name=name, core=sched.cores[k - 1], U=name.endswith(".U"), size=g.size))

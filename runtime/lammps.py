@@ -122,24 +122,30 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     """The plugin folder's files (name → text) for the spec of ``pot``."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from .codegen import environment as jinja, render, stamp
+    from .codegen import environment as jinja, render, render_design, stamp
+    from .grade import FORMAT_VERSION as ASET_VERSION, default_group
     from .modelfile import FORMAT_VERSION
     from .neighbors import OVERLAP
 
     sched = pot.schedule
     spec = pot.spec
     src = render(sched, dtype)
+    group = default_group(sched)
+    rows = render_design(sched, "etn_design.h", only=(group,))  # the rows of extrapolation grades
     inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown")
     sha_k, sha_h0 = _sha256_constants()
     lattice, a = _lattice(spec.species[0])
     ctx = dict(stamp=stamp(spec, dtype), species=list(spec.species), n_params=sched.n_params,
                spec_hash=spec.hash, format_version=FORMAT_VERSION, sha_k=sha_k, sha_h0=sha_h0,
                lammps=inst, overlap=OVERLAP, model=model_name, lattice=lattice, a=a,
-               masses=[f"{atomic_masses[atomic_numbers[s]]:.4f}" for s in spec.species])
+               masses=[f"{atomic_masses[atomic_numbers[s]]:.4f}" for s in spec.species],
+               grade_group=group, aset_version=ASET_VERSION)
     env = jinja()
     return {
         "etn_model.h": src.header_file(),
         "etn_kernels.c": src.kernels,
+        "etn_design.h": rows.header_file(),
+        "etn_design.c": rows.kernels,
         "pair_etn.cpp": env.get_template("lammps/pair_etn.cpp.j2").render(ctx),
         "Makefile": env.get_template("lammps/Makefile.j2").render(ctx),
         "in.etn": env.get_template("lammps/in.etn.j2").render(ctx),
@@ -181,6 +187,9 @@ def export(model, out_dir, build_plugin: bool = True, dtype: str = "float64") ->
     if isinstance(model, (str, os.PathLike)):
         if Path(model).resolve() != (out / name).resolve():
             shutil.copyfile(model, out / name)
+            aset = Path(model).with_suffix(".aset")  # the active set, for extrapolation grades
+            if aset.is_file():
+                shutil.copyfile(aset, (out / name).with_suffix(".aset"))
     else:
         pot.save(out / name)
     for fname, text in plugin_files(pot, name, inst, dtype).items():

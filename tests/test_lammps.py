@@ -292,7 +292,14 @@ BAD = {
     "type without an element": ("pair_coeff * * model.etn Cu", "one element per atom type: 1 given for 2"),
     "element not in the model": ("pair_coeff * * model.etn Cu Fe", "element 'Fe' of atom type 2 is not in the model"),
     "newton off": ("pair_coeff * * model.etn Cu Ni\nnewton off on", "requires newton pair on"),
-    "pair_style arguments": ("pair_style etn 5.0", "takes no arguments"),
+    "pair_style arguments": ("pair_style etn 5.0", "unknown or incomplete argument '5.0'"),
+    "gamma thresholds reversed": ("pair_style etn gamma 10 2 out.xyz", "need 1 <= LOW <= HIGH"),
+    "gamma without an active set": ("pair_style etn gamma 2 10 none\npair_coeff * * model.etn Cu Ni",
+                                    "make it with: etn activeset"),
+    "corrupt active set": ("pair_style etn gamma 2 10 none activeset corrupt.aset\npair_coeff * * model.etn Cu Ni",
+                           "truncated or corrupt"),
+    "active set of another model": ("pair_style etn gamma 2 10 none activeset other.aset\npair_coeff * * model.etn Cu Ni",
+                                    "belongs to another model"),
 }
 
 
@@ -306,9 +313,20 @@ def test_bad_input_is_a_clear_lammps_error(binary, tmp_path, case):
     (tmp_path / "newer.etn").write_text(text.replace("etn-model 1", "etn-model 2", 1))
     etn.Potential.random(etn.catalogue.load("tiny"), seed=0).save(tmp_path / "other.etn")
     atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(2, 2, 2))
+    if "active set" in case:
+        from etn import grade
+
+        aset = grade.build(pot, [random_crystal(["Cu", "Ni"], seed=s, reps=(2, 2, 2)) for s in range(3)])
+        aset.save(tmp_path / "good.aset")
+        grade.build(etn.Potential(pot.spec, pot.params * 1.01), [atoms]).save(tmp_path / "other.aset")
+        text_a = (tmp_path / "good.aset").read_text()
+        (tmp_path / "corrupt.aset").write_text(text_a.replace("block atoms 0", "block atoms 1", 1))
     write_data(atoms, tmp_path / "data.lmp", ["Cu", "Ni"])
     coeff, message = BAD[case]
-    (tmp_path / "in.bad").write_text(minimal_input(plugin, coeff))
+    text_in = minimal_input(plugin, coeff)
+    if coeff.startswith("pair_style"):  # the case's own pair_style replaces the plain one
+        text_in = text_in.replace("pair_style etn\n", "")
+    (tmp_path / "in.bad").write_text(text_in)
     with pytest.raises(LammpsError, match="LAMMPS failed") as err:
         run("in.bad", cwd=tmp_path)
     assert message in str(err.value)
@@ -321,3 +339,90 @@ def test_cli_export(binary, tmp_path):
     assert main(["export", "lammps", str(model), "-o", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "etnplugin.so").exists()
     assert main(["export", "lammps", str(tmp_path / "missing.etn"), "-o", str(tmp_path / "q")]) == 2
+
+
+def gamma_input(plugin, model, style, commands):
+    return f"""
+units metal
+atom_style atomic
+boundary p p p
+read_data data.lmp
+plugin load {plugin}/etnplugin.so
+pair_style {style}
+pair_coeff * * {model} Nb Mo Ta W
+{commands}
+"""
+
+
+def dump_gamma(path):
+    """Per-atom γ of each step of a `dump custom ... id f_g` file (sorted by id), as {step: array}."""
+    out, lines = {}, path.read_text().splitlines()
+    k = 0
+    while k < len(lines):
+        step, n = int(lines[k + 1]), int(lines[k + 3])
+        out[step] = np.array([float(ln.split()[1]) for ln in lines[k + 9:k + 9 + n]])
+        k += 9 + n
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(refractory, tmp_path_factory):
+    """The random 'small' model with an active set from three random bcc Nb-Mo-Ta-W cells."""
+    from etn import grade
+
+    pot, plugin, model = refractory
+    d = tmp_path_factory.mktemp("graded")
+    aset = grade.build(pot, [bcc_nbmotaw((3, 3, 3), seed=s) for s in range(3)])
+    aset.save(d / "train.aset")
+    return pot, plugin, model, aset, d / "train.aset"
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_gamma_per_atom_equals_python(graded, tmp_path, nprocs):
+    """`fix pair ... etn gamma 1` gives every atom's γ for dump; equal to etn.grade's to 1e-8 on 1 and 2 ranks."""
+    from etn import grade
+
+    pot, plugin, model, aset, aset_path = graded
+    atoms = bcc_nbmotaw((4, 4, 4), seed=9, rattle=0.15)
+    write_data(atoms, tmp_path / "data.lmp", ["Nb", "Mo", "Ta", "W"])
+    (tmp_path / "in.g").write_text(gamma_input(plugin, model, f"etn activeset {aset_path}", """
+fix g all pair 1 etn gamma 1
+dump d all custom 1 g.dump id f_g
+dump_modify d sort id format float %.17g
+run 0
+"""))
+    run("in.g", nprocs=nprocs, cwd=tmp_path)
+    got = dump_gamma(tmp_path / "g.dump")[0]
+    want = grade.Grader(pot, aset).atoms(atoms)
+    assert want.max() > 1.5  # not a configuration the active set came from
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
+def test_gamma_thresholds_save_and_break(graded, tmp_path):
+    """`gamma LOW HIGH FILE every N`: every N steps, configurations above LOW are appended to FILE with
+    per-atom γ (equal to Python's for the written positions); above HIGH the run stops with the grade,
+    the atom and the step."""
+    from ase.io import read
+
+    from etn import grade
+
+    pot, plugin, model, aset, aset_path = graded
+    atoms = bcc_nbmotaw((4, 4, 4), seed=10, rattle=0.15)
+    gmax = grade.Grader(pot, aset).atoms(atoms).max()
+    write_data(atoms, tmp_path / "data.lmp", ["Nb", "Mo", "Ta", "W"])
+    md = "velocity all create 300 5 mom yes rot yes\nfix nve all nve\ntimestep 0.0005\nrun 10"
+    (tmp_path / "in.save").write_text(gamma_input(
+        plugin, model, f"etn gamma {0.5 * gmax + 0.5:.6f} {1e6} saved.xyz every 5 activeset {aset_path}", md))
+    run("in.save", nprocs=2, cwd=tmp_path)
+    saved = read(tmp_path / "saved.xyz", ":")
+    assert [a.info["timestep"] for a in saved] == [0, 5, 10]
+    for a in saved:
+        want = grade.Grader(pot, aset).atoms(a)
+        np.testing.assert_allclose(a.arrays["gamma"], want, rtol=1e-6)  # positions written to 1e-10 Å
+        assert a.info["gamma_max"] == pytest.approx(want.max(), rel=1e-6)
+    assert saved[0].get_chemical_symbols() == atoms.get_chemical_symbols()
+    (tmp_path / "in.break").write_text(gamma_input(
+        plugin, model, f"etn gamma 1.0 {0.5 * gmax + 0.5:.6f} broke.xyz activeset {aset_path}", md))
+    with pytest.raises(LammpsError, match=r"extrapolation grade .* at step 0 is above"):
+        run("in.break", cwd=tmp_path)
+    assert len(read(tmp_path / "broke.xyz", ":")) == 1
