@@ -208,3 +208,31 @@ def test_commands(fitted, tmp_path, capsys):
     assert main(["grade", str(tmp_path / "lonely.etn"), str(tmp_path / "cands.xyz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "etn activeset" in err[-1]
+
+
+def test_learning_loop_labels_what_md_extrapolates_to():
+    """Two iterations of etn.learn from 10 EMT configurations on a random quinary: the first MD
+    extrapolates (γ above the threshold), the picked snapshots are labelled by the calculator and join
+    the training data, and the refitted model's active set covers them (γ ≤ 1)."""
+    from ase.calculators.emt import EMT
+
+    from etn.learn import learn
+
+    rng = np.random.default_rng(0)
+    systems = [[e] for e in ELEMENTS] + [list(p) for p in itertools.combinations(ELEMENTS, 2)][:5]
+    initial = [emt_frame(s, rng) for s in systems]
+    spec = Spec.from_dict({"species": ELEMENTS, "r_min": 1.8, "r_cut": 5.0, "n_radial": 4, "l_max": 2, "cores": 2,
+                           "bonds": ["3x0 + 2x1 + 2x2"], "compression": 5, "repulsion": "zbl"})
+    seen = []
+    pot, history = learn(spec, initial, [random_alloy(ELEMENTS, 1)], EMT(), FitSettings(sweeps=2), steps=20,
+                         sample=10, per_iteration=2, max_iterations=1,
+                         on_iteration=lambda it, p, frames: seen.append(list(frames)), log=lambda *_: None)
+    assert len(history) == 2 and history[0].gamma_max > THRESHOLD and 1 <= len(history[0].picked) <= 2
+    added = seen[0][len(initial):]
+    assert history[1].n_train == len(initial) + len(added)
+    for f in added:  # labelled by EMT, not by the model
+        a = f.atoms.copy()
+        a.calc = EMT()
+        assert f.energy == pytest.approx(a.get_potential_energy(), abs=1e-10)
+    aset = grade.build(pot, [f.atoms for f in seen[-1]])
+    assert max(grade.Grader(pot, aset).atoms(f.atoms).max() for f in added) <= 1 + 1e-9
