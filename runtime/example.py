@@ -17,7 +17,7 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     from ase.md import velocitydistribution
     from ase.md.verlet import VelocityVerlet
 
-    from . import Calculator, catalogue, dataset, metrics
+    from . import Calculator, catalogue, dataset, grade, metrics
     from .fit import Fitter, FitSettings
 
     spec = catalogue.load("small")
@@ -34,11 +34,13 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     print(metrics.table(metrics.errors(pot, test, rows=rows), f"\nerrors on {len(test)} bundled test configurations:"))
     Path(out).mkdir(exist_ok=True)
     pot.save(Path(out) / "model.etn")
+    aset = grade.build(pot, [f.atoms for f in train])
+    aset.save(Path(out) / "model.aset")
     metrics.parity_plot(rows, Path(out) / "parity_test.png", "bundled MoNbTaW test set")
-    print(f"\nsaved {out}/model.etn and {out}/parity_test.png")
+    print(f"\nsaved {out}/model.etn, its active set {out}/model.aset (extrapolation grades) and {out}/parity_test.png")
 
     atoms = test[0].atoms.copy()
-    atoms.calc = Calculator(pot)
+    atoms.calc = Calculator(pot, active_set=aset)
     # thermalize_momenta since ase 3.29, which deprecates the older name
     thermalize = (getattr(velocitydistribution, "thermalize_momenta", None)
                   or velocitydistribution.MaxwellBoltzmannDistribution)
@@ -51,4 +53,5 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     drift = (atoms.get_total_energy() - e_start) / len(atoms)
     print(f"NVE MD with the fitted model, {len(atoms)} atoms ({atoms.get_chemical_formula()}), {steps} steps of 1 fs: "
           f"total energy change {1e3 * drift:+.3f} meV/atom, T = {atoms.get_temperature():.0f} K, "
-          f"{1e6 * dt / (steps * len(atoms)):.0f} µs/atom/step (ASE, neighbour list included)")
+          f"{1e6 * dt / (steps * len(atoms)):.0f} µs/atom/step (ASE, neighbour list and grades included); "
+          f"largest extrapolation grade {atoms.calc.gamma_max:.2f} (γ ≤ 1: inside the training data)")
