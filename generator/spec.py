@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import EtnError
 
 TOPOLOGIES = ("tensor_train",)
 DTYPES = ("float64", "float32")
@@ -35,9 +38,13 @@ REPULSIONS = ("none", "zbl")
 #: the ZBL term is switched on over [ZBL_INNER * r_min, r_min]: whole below, none from r_min on
 ZBL_INNER = 0.75
 REQUIRED = ("species", "r_cut", "n_radial", "l_max", "cores")
+#: Bounds on the sizes a spec may ask for: beyond them the exact symbolic layer takes minutes to hours
+#: (l_max), per-atom temporaries outgrow a thread's stack (ranks), or the neighbour lists of
+#: condensed matter run to thousands of pairs per atom (r_cut).
+LIMITS = {"l_max": 8, "n_radial": 32, "cores": 8, "rank": 64, "r_cut": 15.0}
 
 
-class SpecError(ValueError):
+class SpecError(EtnError, ValueError):
     """A model spec is malformed; the message names the field and what to do."""
 
 
@@ -68,10 +75,10 @@ class Irreps:
             if L in seen:
                 raise SpecError(f"{where}: L={L} appears twice in {text!r}; give each L once with its total rank")
             seen.add(L)
-            if r < 1:
-                raise SpecError(f"{where}: rank of L={L} must be >= 1, got {r}")
-            if L < 0:
-                raise SpecError(f"{where}: L must be >= 0, got {L}")
+            if r < 1 or r > LIMITS["rank"]:
+                raise SpecError(f"{where}: rank of L={L} must be between 1 and {LIMITS['rank']}, got {r}")
+            if L < 0 or L > 2 * LIMITS["l_max"]:
+                raise SpecError(f"{where}: L must be between 0 and {2 * LIMITS['l_max']}, got {L}")
         if not items:
             raise SpecError(f"{where}: empty irreps {text!r}")
         return cls(tuple(sorted(items)))
@@ -98,8 +105,8 @@ def _int(v, where: str) -> int:
 
 
 def _num(v, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{where}: expected a number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise SpecError(f"{where}: expected a finite number, got {v!r}")
     return float(v)
 
 
@@ -135,20 +142,20 @@ class Spec:
             raise SpecError(f"species: {', '.join(dup)} listed more than once; list each element once")
         set_("species", species)
         r_cut, r_min = _num(self.r_cut, "r_cut"), _num(self.r_min, "r_min")
-        if r_cut <= 0:
-            raise SpecError(f"r_cut must be > 0 Å, got {r_cut}")
+        if r_cut <= 0 or r_cut > LIMITS["r_cut"]:
+            raise SpecError(f"r_cut must be > 0 and <= {LIMITS['r_cut']:g} Å, got {r_cut}")
         if r_min < 0 or r_min >= r_cut:
             raise SpecError(f"r_min must satisfy 0 <= r_min < r_cut (= {r_cut} Å), got {r_min}")
         set_("r_cut", r_cut)
         set_("r_min", r_min)
         for k in ("n_radial", "cores"):
             v = _int(getattr(self, k), k)
-            if v < 1:
-                raise SpecError(f"{k} must be >= 1, got {v}")
+            if v < 1 or v > LIMITS[k]:
+                raise SpecError(f"{k} must be between 1 and {LIMITS[k]}, got {v}")
             set_(k, v)
         l_max = _int(self.l_max, "l_max")
-        if l_max < 0:
-            raise SpecError(f"l_max must be >= 0, got {l_max}")
+        if l_max < 0 or l_max > LIMITS["l_max"]:
+            raise SpecError(f"l_max must be between 0 and {LIMITS['l_max']}, got {l_max}")
         set_("l_max", l_max)
         if self.topology not in TOPOLOGIES:
             raise SpecError(f"topology {self.topology!r} is unknown; available: {', '.join(TOPOLOGIES)}")

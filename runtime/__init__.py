@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from .generator import Irreps, Schedule, Spec, SpecError, schedule  # noqa: E402
+from .generator import EtnError, Irreps, Schedule, Spec, SpecError, schedule  # noqa: E402
 from .modelfile import ModelFileError  # noqa: E402
 from .neighbors import ConfigurationError, ExtrapolationWarning  # noqa: E402
 from .potential import Potential  # noqa: E402
@@ -24,5 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'etn' has no attribute {name!r}")
 
 
-__all__ = ["Calculator", "ConfigurationError", "ExtrapolationWarning", "Irreps", "ModelFileError", "Potential",
+__all__ = ["Calculator", "ConfigurationError", "EtnError", "ExtrapolationWarning", "Irreps", "ModelFileError", "Potential",
            "Schedule", "Spec", "SpecError", "__version__", "catalogue", "schedule"]

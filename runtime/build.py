@@ -5,7 +5,9 @@ the flags, the machine architecture and CPU model (flags include ``-march=native
 extension ABI, and :data:`CACHE_VERSION`. The cache lives in ``$ETN_CACHE_DIR`` or the user cache
 directory (``platformdirs``). Builds happen in a private temporary folder and are published with an
 atomic ``os.replace``, so processes building the same model at once all end with one good module.
-A failed build raises :class:`CompilerError` naming a log file with the compiler's output.
+A failed build raises :class:`CompilerError` naming a log file with the compiler's output. Each module
+is published with its SHA-256 beside it (``*.so.sha256``) and checked before it is loaded: a truncated,
+damaged or replaced module is rebuilt rather than loaded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .codegen import Source
+from .generator.errors import EtnError
 
 CACHE_VERSION = 1
 # -ffp-contract=fast: fused multiply-adds (ISO C modes leave them off by default); about 6% on `default`.
@@ -35,17 +38,36 @@ CACHE_VERSION = 1
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-fPIC", "-shared", "-std=c99"]
 
 
-class CompilerError(RuntimeError):
+class CompilerError(EtnError, RuntimeError):
     """No C compiler, or compilation failed; the message says what to do and where the log is."""
 
 
 def cache_dir() -> Path:
+    """``$ETN_CACHE_DIR``, else the user cache directory; without a usable home directory, a per-user
+    folder in the system's temporary directory."""
     env = os.environ.get("ETN_CACHE_DIR")
     if env:
-        return Path(env)
+        return Path(env).absolute()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("etn"))
+    path = Path(platformdirs.user_cache_dir("etn"))
+    if not path.is_absolute() or str(path).startswith("~"):  # HOME unset
+        path = Path(tempfile.gettempdir()) / f"etn-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    return path
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(final: Path) -> bool:
+    """Whether a cached module is the one published: its SHA-256 matches the digest written beside it at
+    publish time (a truncated, damaged or replaced file does not, and is rebuilt)."""
+    stamp = final.with_name(final.name + ".sha256")
+    try:
+        return stamp.read_text().strip() == _digest(final)
+    except OSError:
+        return False
 
 
 def compiler() -> list[str]:
@@ -115,9 +137,13 @@ def build(source: Source, verbose: bool = False):
     name = f"_etn_{key}"
     root = cache_dir()
     final = root / key / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
-    if not final.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
+    if not (final.exists() and _verified(final)):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
+        except OSError as e:
+            raise CompilerError(f"cannot write the kernel cache {root} ({e.strerror or e}); point ETN_CACHE_DIR at a "
+                                f"writable folder") from None
         try:
             (work / "etn_model.h").write_text(source.header_file())
             (work / "etn_kernels.c").write_text(source.kernels)
@@ -127,11 +153,13 @@ def build(source: Source, verbose: bool = False):
             with contextlib.redirect_stdout(io.StringIO()):  # cffi announces what it writes
                 ffi.emit_c_code(str(work / f"{name}.c"))
             out = work / final.name
-            cmd = [*cc, *flags, f"-I{work}", f"-I{sysconfig.get_paths()['include']}", str(work / f"{name}.c"),
-                   str(work / "etn_kernels.c"), "-o", str(out), "-lm"]
+            # relative names in the build folder: the module's bytes do not depend on the folder's name, so
+            # processes building the same source at once publish identical modules (and digests)
+            cmd = [*cc, *flags, "-I.", f"-I{sysconfig.get_paths()['include']}", f"{name}.c", "etn_kernels.c",
+                   "-o", final.name, "-lm"]
             if verbose:
                 print(" ".join(cmd), file=sys.stderr)
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
             if r.returncode != 0:
                 logs = root / "logs"
                 logs.mkdir(exist_ok=True)
@@ -145,6 +173,9 @@ def build(source: Source, verbose: bool = False):
             final.parent.mkdir(parents=True, exist_ok=True)
             for f in ("etn_model.h", "etn_kernels.c"):  # kept beside the module for inspection
                 os.replace(work / f, final.parent / f)
+            stamp = work / (final.name + ".sha256")
+            stamp.write_text(_digest(out) + "\n")
+            os.replace(stamp, final.with_name(stamp.name))
             os.replace(out, final)  # atomic publish
         finally:
             shutil.rmtree(work, ignore_errors=True)

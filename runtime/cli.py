@@ -21,7 +21,20 @@ def _spec(arg: str):
         return Spec.load(p)
     if arg in catalogue.names():
         return catalogue.load(arg)
-    raise FileNotFoundError(f"{arg} is neither a spec file nor a catalogue spec ({', '.join(catalogue.names())})")
+    from .generator import SpecError
+
+    raise SpecError(f"{arg} is neither a spec file nor a catalogue spec ({', '.join(catalogue.names())})")
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
 def cmd_inspect(args) -> int:
@@ -168,6 +181,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="etn", description="Equivariant tensor network interatomic potentials.")
     ap.add_argument("--version", action="version", version=f"etn {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print the contraction schedule of a spec")
     p.add_argument("spec", help="spec TOML file, or a catalogue name (tiny, binary, compressed, default, deep)")
@@ -181,8 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=["float64", "float32"], default=None, help="precision (default: the spec's)")
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("example", help="the bundled example: fit a small model to bundled MoNbTaW data, report errors, run MD")
-    p.add_argument("--steps", type=int, default=50, help="MD steps (default 50)")
-    p.add_argument("--sweeps", type=int, default=4, help="fit sweeps (default 4)")
+    p.add_argument("--steps", type=_positive, default=50, help="MD steps (default 50)")
+    p.add_argument("--sweeps", type=_positive, default=4, help="fit sweeps (default 4)")
     p.add_argument("-o", "--output", default="etn-example", help="folder for the model and plot (default etn-example)")
     p.set_defaults(func=cmd_example)
     p = sub.add_parser("fit", help="fit a model as a TOML configuration describes (data, spec, weights, sweeps)")
@@ -220,7 +234,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("select", help="pick the candidate configurations that extend the active set most")
     p.add_argument("model", help="model file (.etn); its active set MODEL.aset is read")
     p.add_argument("files", nargs="+", help="candidate configurations (extxyz, .cfg; glob patterns allowed)")
-    p.add_argument("-n", type=int, required=True, help="at most this many configurations")
+    p.add_argument("-n", type=_positive, required=True, help="at most this many configurations")
     p.add_argument("-o", "--output", required=True, help="extxyz file for the selected configurations")
     p.add_argument("--active-set", help="active-set file (default: MODEL with suffix .aset)")
     p.add_argument("--threshold", type=float, default=1.0 + 1e-6,
@@ -228,18 +242,23 @@ def main(argv=None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_select)
     args = ap.parse_args(argv)
-    from .build import CompilerError
-    from .dataset import DataError
-    from .fit import FitError
-    from .generator import SpecError
-    from .grade import ActiveSetError
-    from .lammps import LammpsError
-    from .modelfile import ModelFileError
-    from .neighbors import ConfigurationError
+    from .generator.errors import EtnError
 
     try:
         return args.func(args)
-    except (SpecError, ModelFileError, ActiveSetError, ConfigurationError, DataError, FitError, CompilerError, LammpsError, FileNotFoundError,
-            KeyError) as e:
-        print(f"etn: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("etn: interrupted", file=sys.stderr)
+        return 130
+    except (EtnError, OSError) as e:  # expected failures: bad input, missing files, tools, permissions
+        if args.debug:
+            raise
+        msg = str(e) if isinstance(e, EtnError) or not getattr(e, "filename", None) else \
+            f"{e.filename}: {e.strerror or e}"
+        print(f"etn: error: {msg}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug: one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"etn: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback, and "
+              f"please report it)", file=sys.stderr)
+        return 3

@@ -218,7 +218,11 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
 def library_files(sched: Schedule, dtype: str | None = None) -> dict[str, str]:
     """The standalone C library of one model: header, kernels, example ``main.c`` and a Makefile."""
     src = render(sched, dtype)
-    ctx = {"stamp": stamp(sched.spec, src.dtype)}
+    from .modelfile import FORMAT_VERSION, MAX_PARAM, sha256_constants
+
+    sha_k, sha_h0 = sha256_constants()
+    ctx = {"stamp": stamp(sched.spec, src.dtype), "sha_k": sha_k, "sha_h0": sha_h0, "format_version": FORMAT_VERSION,
+           "max_param": f"{MAX_PARAM:g}"}
     env = environment()
     return {"etn_model.h": src.header_file(), "etn_kernels.c": src.kernels,
             "main.c": env.get_template("main.c.j2").render(ctx), "Makefile": env.get_template("Makefile.j2").render(ctx)}

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import cache_dir
+from .build import _digest, _verified, cache_dir
 from .codegen import Source, render_cuda
+from .generator.errors import EtnError
 
 CUDA_CACHE_VERSION = 1
 NVCC_FLAGS = ["-O3", "-shared", "-Xcompiler", "-fPIC", "-std=c++17"]
 
 
-class CudaError(RuntimeError):
+class CudaError(EtnError, RuntimeError):
     """No GPU, no cupy, no nvcc, a failed build or a failed launch; the message says what to do."""
 
 
@@ -82,10 +83,14 @@ def build(source: Source, arch: str) -> Path:
     key = "cuda-" + h.hexdigest()[:24]
     root = cache_dir()
     final = root / key / "libetn_cuda.so"
-    if final.exists():
+    if final.exists() and _verified(final):
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
+    except OSError as e:
+        raise CudaError(f"cannot write the kernel cache {root} ({e.strerror or e}); point ETN_CACHE_DIR at a "
+                        f"writable folder") from None
     try:
         r = compile_source(source, work / final.name, [arch])
         if r.returncode != 0:
@@ -97,6 +102,9 @@ def build(source: Source, arch: str) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         for f in ("etn_cuda.h", "etn_kernels.cu"):
             os.replace(work / f, final.parent / f)
+        stamp = work / (final.name + ".sha256")
+        stamp.write_text(_digest(work / final.name) + "\n")
+        os.replace(stamp, final.with_name(stamp.name))
         os.replace(work / final.name, final)  # atomic publish
     finally:
         shutil.rmtree(work, ignore_errors=True)

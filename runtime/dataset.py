@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .generator.errors import EtnError
 
-class DataError(ValueError):
+
+class DataError(EtnError, ValueError):
     """Training or test data that cannot be used; the message names the file and configuration."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .design import DesignReference
 from .generator import Spec
+from .generator.errors import EtnError
 from .generator.spec import Irreps
 from .neighbors import pairs as build_pairs
 from .potential import Potential, cached_schedule
@@ -35,7 +36,7 @@ from .potential import Potential, cached_schedule
 BATCH_BYTES = 64 * 2 ** 20
 
 
-class FitError(RuntimeError):
+class FitError(EtnError, RuntimeError):
     """A fit that cannot proceed; the message says what to change."""
 
 
@@ -71,6 +72,18 @@ class FitSettings:
             raise FitError(f"polish must be an integer >= 0, not {self.polish!r}")
         if not isinstance(self.sweeps, int) or self.sweeps < 1:
             raise FitError(f"sweeps must be an integer >= 1, not {self.sweeps!r}")
+        for name in ("patience", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FitError(f"fit setting {name} must be an integer >= 0, not {v!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise FitError(f"threads must be an integer >= 1 (0 in fit.toml: all cores), not {self.threads!r}")
+        if not isinstance(self.init_scale, (int, float)) or not math.isfinite(self.init_scale) or self.init_scale <= 0:
+            raise FitError(f"init_scale must be a finite number > 0, not {self.init_scale!r}")
+        if not isinstance(self.backend, str) or self.backend.split("-")[0] not in ("c", "cuda", "auto", "numpy"):
+            raise FitError(f"backend must be 'c', 'cuda', 'auto' or 'numpy' (with -float32/-float64 for c and cuda), "
+                           f"not {self.backend!r}")
         ref = self.reference_energies
         if not (ref in ("fit", "unary", "isolated") or isinstance(ref, dict) and all(
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .generator.errors import EtnError
+
 FORMAT_VERSION = 1
 MAGIC = "etn-activeset"
 #: Directions whose eigenvalue of Σ xᵀx is below RANK_TOL × the largest count as not seen.
@@ -45,7 +47,7 @@ RANK_TOL = 1e-10
 MAXVOL_TOL = 1e-10
 
 
-class ActiveSetError(ValueError):
+class ActiveSetError(EtnError, ValueError):
     """An active set that cannot be used (missing, corrupt, or of another model)."""
 
 

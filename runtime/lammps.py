@@ -18,16 +18,19 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .generator.errors import EtnError
+
 PLUGIN = "etnplugin.so"
 
 
-class LammpsError(RuntimeError):
+class LammpsError(EtnError, RuntimeError):
     """LAMMPS cannot be found, the plugin does not build, or a LAMMPS run failed."""
 
 
@@ -93,21 +96,6 @@ def mpiexec() -> str:
     return found
 
 
-def _sha256_constants() -> tuple[list[str], list[str]]:
-    """SHA-256's round constants and initial hash (FIPS 180-4 §4.2.2, §5.3.3), derived exactly:
-    the first 32 bits of the fractional parts of the cube roots of the first 64 primes and of the
-    square roots of the first 8."""
-    import sympy
-
-    def iroot(n: int, k: int) -> int:
-        return int(sympy.integer_nthroot(n, k)[0])
-
-    primes = list(sympy.primerange(2, 312))[:64]
-    k = [f"0x{iroot(p << 96, 3) & 0xffffffff:08x}u" for p in primes]
-    h0 = [f"0x{iroot(p << 64, 2) & 0xffffffff:08x}u" for p in primes[:8]]
-    return k, h0
-
-
 def _lattice(symbol: str) -> tuple[str, float]:
     from ase.data import atomic_numbers, reference_states
 
@@ -124,7 +112,7 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
 
     from .codegen import environment as jinja, render, render_design, stamp
     from .grade import FORMAT_VERSION as ASET_VERSION, default_group
-    from .modelfile import FORMAT_VERSION
+    from .modelfile import FORMAT_VERSION, sha256_constants
     from .neighbors import OVERLAP
 
     sched = pot.schedule
@@ -133,7 +121,7 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     group = default_group(sched)
     rows = render_design(sched, "etn_design.h", only=(group,))  # the rows of extrapolation grades
     inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown")
-    sha_k, sha_h0 = _sha256_constants()
+    sha_k, sha_h0 = sha256_constants()
     lattice, a = _lattice(spec.species[0])
     ctx = dict(stamp=stamp(spec, dtype), species=list(spec.species), n_params=sched.n_params,
                spec_hash=spec.hash, format_version=FORMAT_VERSION, sha_k=sha_k, sha_h0=sha_h0,
@@ -184,6 +172,8 @@ def export(model, out_dir, build_plugin: bool = True, dtype: str = "float64") ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(model).name if isinstance(model, (str, os.PathLike)) else "model.etn"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):  # it goes into in.etn: no spaces, newlines, quotes
+        name = "model.etn"
     if isinstance(model, (str, os.PathLike)):
         if Path(model).resolve() != (out / name).resolve():
             shutil.copyfile(model, out / name)

@@ -25,19 +25,31 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
+
+from .generator.errors import EtnError
 
 FORMAT_VERSION = 1
 MAGIC = "etn-model"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(EtnError, ValueError):
     """A model file cannot be read; the message names the file, the problem and what to do."""
 
 
+#: A parameter beyond this is no fitted model (it would give energies of 1e100 eV and more).
+MAX_PARAM = 1e100
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def write(path, spec, params: np.ndarray, metadata: dict, etn_version: str) -> None:
+    params = np.asarray(params, dtype=np.float64)
+    if not np.all(np.isfinite(params)) or (params.size and np.abs(params).max() > MAX_PARAM):
+        raise ModelFileError(f"refusing to write {path}: the parameters contain NaN, inf or values beyond "
+                             f"{MAX_PARAM:g} (a diverged fit); nothing was written")
     lines = [f"{MAGIC} {FORMAT_VERSION}", f"etn_version {etn_version}", f"spec_hash {spec.hash}",
              f"spec {spec.canonical_json()}", f"metadata {json.dumps(metadata, sort_keys=True)}",
              f"n_params {len(params)}", "params"]
@@ -93,6 +105,9 @@ def read(path):
         metadata = json.loads(header["metadata"])
         n = int(header["n_params"])
         values = lines[k + 1:k + 1 + n]
+        bad = next((v for v in values if not _FLOAT.fullmatch(v)), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} is not a decimal number")
         params = np.array([float(v) for v in values], dtype=np.float64)
     except (ValueError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: malformed content ({e})") from None
@@ -100,4 +115,22 @@ def read(path):
         raise ModelFileError(f"{path}: expected {n} parameters before 'end'")
     if not all(math.isfinite(v) for v in params):
         raise ModelFileError(f"{path}: parameters contain NaN or inf")
+    if params.size and np.abs(params).max() > MAX_PARAM:
+        raise ModelFileError(f"{path}: parameters as large as {np.abs(params).max():.3g} (beyond {MAX_PARAM:g}): "
+                             f"not a fitted model; re-fit or re-copy it")
     return spec, header["spec_hash"], params, metadata, header["etn_version"]
+
+
+def sha256_constants() -> tuple[list[str], list[str]]:
+    """SHA-256's round constants and initial hash (FIPS 180-4 §4.2.2, §5.3.3), for the C readers of
+    model files (the LAMMPS plugin, the standalone example), derived exactly: the first 32 bits of the
+    fractional parts of the cube roots of the first 64 primes and of the square roots of the first 8."""
+    import sympy
+
+    def iroot(n: int, k: int) -> int:
+        return int(sympy.integer_nthroot(n, k)[0])
+
+    primes = list(sympy.primerange(2, 312))[:64]
+    k = [f"0x{iroot(p << 96, 3) & 0xffffffff:08x}u" for p in primes]
+    h0 = [f"0x{iroot(p << 64, 2) & 0xffffffff:08x}u" for p in primes[:8]]
+    return k, h0

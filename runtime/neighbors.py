@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .generator.errors import EtnError
+
 #: Two atoms closer than this (Å) are taken as overlapping: the model is undefined there.
 OVERLAP = 0.1
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(EtnError, ValueError):
     """A configuration cannot be evaluated by this model; the message says why and what to do."""
 
 
@@ -61,12 +63,18 @@ def pairs(atoms, spec) -> Pairs:
     return NeighborCache(spec, skin=0.0).pairs(atoms)
 
 
+#: The largest extent (Å) of a configuration along any direction: cell length or spread of the atoms.
+MAX_SPAN = 1e4
+
+
 class NeighborCache:
     """Pairs within ``r_cut + skin``, rebuilt only when an atom has moved more than ``skin / 2`` or
     the cell, periodicity or species changed; in between only the pair vectors are recomputed
     (``r = x_j - x_i + shift · cell``) and pairs beyond ``r_cut`` are dropped."""
 
     def __init__(self, spec, skin: float = 0.5):
+        if not isinstance(skin, (int, float)) or not np.isfinite(skin) or skin < 0:
+            raise ValueError(f"skin must be a finite distance >= 0 Å, not {skin!r}")
         self.spec, self.skin = spec, skin
         self.rebuilds = 0
         self._key = None
@@ -74,6 +82,15 @@ class NeighborCache:
 
     def _build(self, atoms):
         self.species = species_indices(atoms, self.spec.species)
+        cell = atoms.cell.array
+        if not np.all(np.isfinite(cell)):
+            raise ConfigurationError("the cell contains NaN or inf; set atoms.cell")
+        pos = atoms.get_positions()
+        span = np.where(atoms.pbc, np.linalg.norm(cell, axis=1), np.ptp(pos, axis=0) if len(pos) else 0.0)
+        if np.max(span, initial=0.0) > MAX_SPAN:
+            raise ConfigurationError(f"the configuration spans {np.max(span):.3g} Å (atoms or cell), beyond "
+                                     f"the {MAX_SPAN:g} Å the neighbour search handles; remove stray atoms or "
+                                     f"split the system")
         if atoms.pbc.any() and atoms.cell.rank < int(atoms.pbc.sum()):
             raise ConfigurationError("periodic directions need a non-degenerate cell; set atoms.cell")
         i, j, S = neighbor_list("ijS", atoms, self.spec.r_cut + self.skin)

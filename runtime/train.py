@@ -37,6 +37,7 @@ A fit configuration (paths are relative to the file)::
 
 from __future__ import annotations
 
+import os
 import time
 import tomllib
 from dataclasses import fields
@@ -96,10 +97,27 @@ def load_config(path) -> dict:
     except TypeError as e:
         raise FitError(f"{path}: [fit] {e}") from None
     out = Path(cfg.get("output", {}).get("dir", "fit"))
+    valid_fraction = data.get("valid_fraction", 0.1)
+    if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) or not 0 <= valid_fraction < 1:
+        raise FitError(f"{path}: [data] valid_fraction must be a number in [0, 1), not {valid_fraction!r}")
+    if data.get("missing", "error") not in ("error", "skip"):
+        raise FitError(f"{path}: [data] missing must be \"error\" or \"skip\", not {data['missing']!r}")
     return {"spec": spec, "train": _resolve(base, data["train"]), "valid": _resolve(base, data.get("valid")),
             "valid_fraction": float(data.get("valid_fraction", 0.1)), "test": _resolve(base, data.get("test")),
             "missing": data.get("missing", "error"), "settings": settings,
             "output": out if out.is_absolute() else base / out}
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before the fit, not after it, when the output folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".etn-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise FitError(f"cannot write to the output folder {out} ({e.strerror or e}); set [output] dir to a "
+                       f"writable folder") from None
 
 
 def set_threads(n: int | None) -> None:
@@ -129,7 +147,7 @@ def fit_config(path, progress: bool = True, log=print):
         raise FitError("no training configurations left after the validation split")
     test = dataset.read(cfg["test"], spec.species, need=("energy",), missing="skip") if cfg["test"] else []
     out = cfg["output"]
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
         f"{len(train)} training / {len(valid)} validation configurations "
         f"({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms)")
@@ -147,6 +165,10 @@ def fit_config(path, progress: bool = True, log=print):
     pot = fitter.run(on_polish=lambda i, l: log(f"polish step {i}: training loss {l:.4g}"))
     seconds = time.perf_counter() - t0
     pot.metadata.update({"train_files": cfg["train"], "fit_seconds": round(seconds, 2)})
+    for name in ("model.etn", "model.aset"):  # an earlier fit in the same folder is kept, not replaced
+        if (out / name).exists():
+            os.replace(out / name, out / (name + ".1"))
+            log(f"kept the previous {out / name} as {name}.1")
     pot.save(out / "model.etn")
     from . import grade
 

@@ -118,8 +118,11 @@ def test_concurrent_builds_publish_one_good_module(tmp_path):
     with ctx.Pool(3) as pool:
         energies = pool.map(_build_in_process, [(str(tmp_path), "tiny")] * 3)
     assert len(set(energies)) == 1
-    modules = list(tmp_path.glob("*/_etn_*"))
+    modules = list(tmp_path.glob("*/_etn_*.so"))
     assert len(modules) == 1
+    from etn.build import _verified
+
+    assert _verified(modules[0])  # the digest published beside it matches, whoever published last
     assert not list(tmp_path.glob("build-*")), "temporary build folders left behind"
     ref = etn.Potential.random(etn.catalogue.load("tiny"), seed=1, backend="numpy")
     assert energies[0] == pytest.approx(ref.evaluate(random_crystal(("Cu",), seed=0, reps=(1, 1, 1)))["energy"], rel=1e-12)

@@ -30,6 +30,6 @@ def test_bad_spec_is_one_clear_line(tmp_path):
     bad.write_text('species = ["Nb"]\nr_cut = 5.0\nn_radial = 0\nl_max = 1\ncores = 1\n')
     r = subprocess.run([sys.executable, "-m", "etn", "inspect", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip() == "etn: error: n_radial must be >= 1, got 0"
+    assert r.stderr.strip() == "etn: error: n_radial must be between 1 and 32, got 0"
     r = subprocess.run([sys.executable, "-m", "etn", "inspect", "nosuchspec"], capture_output=True, text=True)
     assert r.returncode == 2 and "catalogue spec" in r.stderr
