@@ -57,7 +57,7 @@ CONFIGS = {
 def test_bad_configuration_is_a_configuration_error(tiny, case):
     """Run in a child process: a crash there (a signal) fails the test instead of the test run."""
     atoms, message = CONFIGS[case]
-    code = f"""
+    code = """
 import pickle, sys, etn
 pot, atoms = pickle.loads(sys.stdin.buffer.read())
 try:
