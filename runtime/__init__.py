@@ -16,11 +16,20 @@ from .potential import Potential  # noqa: E402
 from . import catalogue  # noqa: E402
 
 
+#: Submodules importable as attributes of ``etn`` without importing them first (``etn.fit.Fitter``).
+SUBMODULES = {"build", "calculator", "cdesign", "cli", "codegen", "cuda", "dataset", "design", "example", "fit", "grade",
+              "lammps", "learn", "metrics", "modelfile", "neighbors", "potential", "reference", "report", "train"}
+
+
 def __getattr__(name):
     if name == "Calculator":  # imports ASE's calculator machinery only when asked for
         from .calculator import Calculator
 
         return Calculator
+    if name in SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'etn' has no attribute {name!r}")
 
 

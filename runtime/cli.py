@@ -79,7 +79,8 @@ def cmd_fit(args) -> int:
 def cmd_eval(args) -> int:
     from .train import evaluate_files
 
-    evaluate_files(args.model, args.files, backend=args.backend, json_path=args.json, plot=args.plot)
+    evaluate_files(args.model, args.files, backend=args.backend, json_path=args.json, plot=args.plot,
+                   predictions=args.predictions)
     return 0
 
 
@@ -209,6 +210,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="c", help="c (default), c-float32, numpy")
     p.add_argument("--json", help="also write the errors as JSON to this file")
     p.add_argument("--plot", help="also write parity plots to this PNG file")
+    p.add_argument("--predictions", help="also write every configuration with the model's energy, per-atom "
+                                         "energies, forces and stress (etn_* keys) to this extxyz file")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("export", help="export a model to a simulator: `etn export lammps MODEL -o DIR`")
     p.add_argument("target", choices=["lammps"], help="lammps: a LAMMPS plugin pair style (etnplugin.so)")

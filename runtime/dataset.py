@@ -30,6 +30,7 @@ class Frame:
     config_type: str
     source: str
     pairs: object = field(default=None, repr=False)
+    weight: float = 1.0  # multiplies the frame's terms of the loss
 
     @property
     def n_atoms(self) -> int:
@@ -56,17 +57,43 @@ def _voigt(s) -> np.ndarray:
     return s.reshape(6)
 
 
-def _from_atoms(atoms, source: str, index: int) -> Frame:
+#: Where labels are read from by default (override per key with ``keys=``, [data] *_key in fit.toml).
+KEYS = {"energy": "energy", "forces": "forces", "stress": "stress", "virial": "virial", "group": "config_type"}
+
+
+def _from_atoms(atoms, source: str, index: int, keys: dict | None = None) -> Frame:
+    """A frame from an ASE ``Atoms``: labels from its calculator's results (what ASE's extxyz reader
+    makes of ``energy``, ``forces``, ``stress``) or from ``info``/``arrays`` under the names in ``keys``;
+    a virial (eV, ``-stress × volume``) becomes a stress when there is no stress."""
+    k = dict(KEYS, **(keys or {}))
     calc = atoms.calc
     res = getattr(calc, "results", {}) if calc is not None else {}
     info = atoms.info
-    energy = res.get("energy", info.get("energy"))
-    forces = res.get("forces", atoms.arrays.get("forces", atoms.arrays.get("force")))
-    stress = res.get("stress", info.get("stress"))
-    ctype = str(info.get("config_type", Path(source).stem))
-    return Frame(atoms, None if energy is None else float(energy),
-                 None if forces is None else np.asarray(forces, dtype=np.float64),
-                 None if stress is None else _voigt(stress), ctype, f"{source}[{index}]")
+    energy = res.get("energy") if k["energy"] == "energy" else None
+    energy = info.get(k["energy"]) if energy is None else energy
+    forces = res.get("forces") if k["forces"] == "forces" else None
+    if forces is None:
+        forces = atoms.arrays.get(k["forces"], atoms.arrays.get("force") if k["forces"] == "forces" else None)
+    stress = res.get("stress") if k["stress"] == "stress" else None
+    stress = info.get(k["stress"]) if stress is None else stress
+    where = f"{source}[{index}]"
+    if stress is None and info.get(k["virial"]) is not None:
+        if atoms.cell.rank < 3:
+            raise DataError(f"{where}: has a virial but no cell volume to turn it into a stress")
+        stress = -_voigt(info[k["virial"]]) / atoms.get_volume()
+    if k["group"] == "config_type":
+        group = str(info.get("config_type", Path(source).stem))
+    elif k["group"] in info:
+        group = str(info[k["group"]])
+    else:
+        raise DataError(f"{where}: has no info key {k['group']!r} to group by (group_key); its keys: "
+                        f"{', '.join(sorted(info)) or 'none'}")
+    try:
+        return Frame(atoms, None if energy is None else float(energy),
+                     None if forces is None else np.asarray(forces, dtype=np.float64).reshape(len(atoms), 3),
+                     None if stress is None else _voigt(stress), group, where)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{where}: a label has the wrong form ({e})") from None
 
 
 def read_cfg(path, species) -> list:
@@ -125,11 +152,14 @@ def read_cfg(path, species) -> list:
     return frames
 
 
-def read(patterns, species, need=("energy", "forces"), missing: str = "error") -> list[Frame]:
+def read(patterns, species, need=("energy", "forces"), missing: str = "error", keys: dict | None = None) -> list[Frame]:
     """Frames from extxyz/xyz (any format ASE reads) and ``.cfg`` files.
 
     ``need``: labels each frame must have; ``missing="skip"`` drops frames without them (with a
     warning), ``"error"`` stops with the frame's name. NaN in positions or labels is always an error.
+    ``keys``: where the labels and the group are (see :data:`KEYS`), e.g. ``{"energy": "REF_energy"}``.
+    Labels of implausible size (|E| above 1e4 eV/atom, forces above 1e3 eV/Å, stress above 10 eV/Å³)
+    give a warning: units other than eV and Å are the usual cause.
     """
     from ase.io import read as ase_read
 
@@ -144,7 +174,7 @@ def read(patterns, species, need=("energy", "forces"), missing: str = "error") -
                 images = ase_read(path, ":")
             except Exception as e:  # ASE raises many types for malformed files
                 raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-            new = [_from_atoms(a, path, k) for k, a in enumerate(images)]
+            new = [_from_atoms(a, path, k, keys) for k, a in enumerate(images)]
         frames += new
     out, skipped = [], []
     known = set(species)
@@ -168,7 +198,22 @@ def read(patterns, species, need=("energy", "forces"), missing: str = "error") -
     if skipped:
         warnings.warn(f"skipped {len(skipped)} configurations without {'/'.join(need)} (first: {skipped[0]})",
                       stacklevel=2)
+    _check_magnitudes(out)
     return out
+
+
+def _check_magnitudes(frames) -> None:
+    """Warn once per label about values no eV/Å data has: the usual cause is another unit."""
+    limits = (("energy", 1e4, "eV/atom", lambda f: abs(f.energy) / f.n_atoms),
+              ("forces", 1e3, "eV/Å", lambda f: float(np.abs(f.forces).max(initial=0.0))),
+              ("stress", 10.0, "eV/Å³", lambda f: float(np.abs(f.stress).max())))
+    for name, limit, unit, size in limits:
+        big = [(size(f), f.source) for f in frames if getattr(f, name) is not None and size(f) > limit]
+        if big:
+            v, where = max(big)
+            warnings.warn(f"{len(big)} configurations have {name} above {limit:g} {unit} (largest {v:.3g}, in {where}): "
+                          f"etn expects eV, Å and eV/Å³ (ASE units; stress positive = tensile); check the units",
+                          stacklevel=3)
 
 
 def below(frames, r_min: float) -> list[tuple[str, float]]:
@@ -184,11 +229,26 @@ def below(frames, r_min: float) -> list[tuple[str, float]]:
     return out
 
 
-def split(frames, fraction: float, seed: int):
-    """Random split into (train, validation) with ``fraction`` of the frames in validation."""
+def split(frames, fraction: float, seed: int, stratify: bool = False, train_only=()):
+    """Seeded split into (train, validation) with about ``fraction`` of the frames in validation.
+
+    Single-atom configurations and those whose group (``config_type``) is in ``train_only`` always stay
+    in training. ``stratify``: take ``fraction`` of every group separately (rounded), so each group is
+    represented in validation as in training.
+    """
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(frames))
-    n_val = int(round(fraction * len(frames)))
-    val = sorted(idx[:n_val].tolist())
-    tr = sorted(idx[n_val:].tolist())
-    return [frames[k] for k in tr], [frames[k] for k in val]
+    keep = set(train_only)
+    eligible = [k for k, f in enumerate(frames) if f.n_atoms > 1 and f.config_type not in keep]
+    val = []
+    if stratify:
+        for g in sorted({frames[k].config_type for k in eligible}):
+            idx = [k for k in eligible if frames[k].config_type == g]
+            n = int(round(fraction * len(idx)))
+            val += [idx[j] for j in rng.permutation(len(idx))[:n]]
+    else:
+        allowed = set(eligible)
+        n_val = int(round(fraction * len(eligible)))
+        val = [k for k in rng.permutation(len(frames)).tolist() if k in allowed][:n_val]
+    val = sorted(val)
+    chosen = set(val)
+    return [f for k, f in enumerate(frames) if k not in chosen], [frames[k] for k in val]

@@ -314,6 +314,7 @@ class Fitter:
         s = self.settings
         S = self.spec.n_species
         wE, wF, wS = (math.sqrt(x) for x in (s.energy_weight, s.force_weight, s.stress_weight))
+        wc = np.sqrt(np.array([f.weight for f in frames], dtype=float))  # per-configuration weights (Frame.weight)
         prs = [self._pairs(f) for f in frames]
         want_F = np.array([wF > 0 and f.forces is not None for f in frames])
         want_S = np.array([wS > 0 and f.stress is not None and f.atoms.cell.rank == 3 for f in frames])
@@ -335,13 +336,13 @@ class Fitter:
         X, y = np.zeros((nE + nF + nS, S + F.shape[-1])), np.empty(nE + nF + nS)
         if nE:
             X[:nE, :S], X[:nE, S:] = counts[kE], E[kE]
-            X[:nE] *= wE / N[kE, None]
+            X[:nE] *= wE * wc[kE, None] / N[kE, None]
             yE = np.array([frames[c].energy for c in kE])
             if rep:
                 yE = yE - np.array([rep[c][0] for c in kE])
             if residual:
                 yE = yE - (counts[kE] @ e0 + E[kE, :m] @ th)
-            y[:nE] = wE * yE / N[kE]
+            y[:nE] = wE * wc[kE] * yE / N[kE]
         if nF:
             XF = X[nE:nE + nF, S:]
             XF[:] = (F if atom_rows.all() else F[atom_rows]).reshape(nF, -1)
@@ -351,7 +352,7 @@ class Fitter:
                 yF = yF - np.concatenate([rep[c][1].reshape(-1) for c in kF])
             if residual:
                 yF = yF - XF[:, :m] @ th
-            wrow = np.repeat(wF / np.sqrt(N[kF]), 3 * N[kF].astype(int))[:, None]   # forces per atom, as MLIP
+            wrow = np.repeat(wF * wc[kF] / np.sqrt(N[kF]), 3 * N[kF].astype(int))[:, None]   # forces per atom, as MLIP
             XF *= wrow
             y[nE:nE + nF] = wrow[:, 0] * yF
         if nS:
@@ -363,8 +364,8 @@ class Fitter:
                 yS = yS - np.stack([rep[c][2] for c in kS])
             if residual:
                 yS = yS - XS[:, :, :m] @ th
-            XS *= wS / N[kS, None, None]
-            y[nE + nF:] = (wS * yS / N[kS, None]).reshape(-1)
+            XS *= wS * wc[kS, None, None] / N[kS, None, None]
+            y[nE + nF:] = (wS * wc[kS, None] * yS / N[kS, None]).reshape(-1)
         XtX += X.T @ X
         Xty += X.T @ y
         return float(y @ y)
@@ -467,19 +468,20 @@ class Fitter:
 
     # -- losses -------------------------------------------------------------------------------------
     def loss(self, frames, pot: Potential | None = None) -> float:
-        """The fit's loss (without the ridge term) per configuration, evaluated with ``pot``."""
+        """The fit's loss (without the ridge term) per configuration, evaluated with ``pot``; each frame's
+        terms are multiplied by its ``weight``."""
         s = self.settings
         pot = pot or self.potential()
         total = 0.0
         for f in frames:
             r = pot.evaluate(f.atoms, forces=f.forces is not None, stress=f.stress is not None and f.atoms.cell.rank == 3)
-            N = f.n_atoms
+            N, w = f.n_atoms, f.weight
             if f.energy is not None:
-                total += s.energy_weight * ((r["energy"] - f.energy) / N) ** 2
+                total += w * s.energy_weight * ((r["energy"] - f.energy) / N) ** 2
             if f.forces is not None:
-                total += s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2)) / N
+                total += w * s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2)) / N
             if "stress" in r and f.stress is not None:
-                total += s.stress_weight * float(np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2))
+                total += w * s.stress_weight * float(np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2))
         return total / max(len(frames), 1)
 
     # -- sweeps -------------------------------------------------------------------------------------

@@ -59,12 +59,12 @@ def errors(pot, frames, backend: str | None = None, rows: list | None = None) ->
             "by_config_type": {t: _stats([r for r in rows if r["config_type"] == t]) for t in types}}
 
 
-def table(report: dict, title: str = "") -> str:
-    """A plain-text table of :func:`errors` (one line per config_type, then the total)."""
+def table(report: dict, title: str = "", key: str = "config_type") -> str:
+    """A plain-text table of :func:`errors` (one line per group, named by ``key``, then the total)."""
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
-    head = (f"{'config_type':<22} {'configs':>7} {'atoms':>7}  {'E RMSE':>8} {'E MAE':>8}  {'F RMSE':>7} "
+    head = (f"{key[:22]:<22} {'configs':>7} {'atoms':>7}  {'E RMSE':>8} {'E MAE':>8}  {'F RMSE':>7} "
             f"{'F MAE':>7}  {'S RMSE':>7}")
     unit = f"{'':<22} {'':>7} {'':>7}  {'meV/atom':>17}  {'eV/Å':>15}  {'GPa':>7}"
     lines = ([title] if title else []) + [head, unit]

@@ -4,6 +4,7 @@ A fit configuration (paths are relative to the file)::
 
     [model]
     spec = "binary"                 # catalogue name or spec TOML file; or a [model.spec] table
+    init = "old/model.etn"          # optional: start from this model (same spec) instead of random
 
     [data]
     train = ["train/*.xyz"]         # extxyz (anything ASE reads) or MLIP .cfg; glob patterns allowed
@@ -11,6 +12,14 @@ A fit configuration (paths are relative to the file)::
     valid_fraction = 0.1
     test = ["test/*.xyz"]           # optional: reported after the fit
     missing = "error"               # or "skip": configurations without energy or forces
+    energy_key = "energy"           # where the labels are: extxyz info/array names (e.g. "REF_energy")
+    forces_key = "forces"
+    stress_key = "stress"           # eV/Å³, ASE sign
+    virial_key = "virial"           # eV (= -stress × volume); used when there is no stress
+    group_key = "config_type"       # info key naming a configuration's group (else the file's stem)
+    weights = {}                    # loss weight per group, e.g. { surface = 2.0, isolated = 0.1 }
+    stratify = false                # validation split per group
+    train_only = []                 # groups never put into validation (single atoms never are)
 
     [fit]                           # every key of FitSettings; defaults shown
     energy_weight = 1.0             # per atom (eV/atom)
@@ -46,7 +55,9 @@ from pathlib import Path
 from . import dataset, metrics
 from .fit import FitError, FitSettings, Fitter
 
-_KEYS = {"model": {"spec"}, "data": {"train", "valid", "valid_fraction", "test", "missing", "cfg_species"},
+_KEYS = {"model": {"spec", "init"},
+         "data": {"train", "valid", "valid_fraction", "test", "missing", "cfg_species", "energy_key", "forces_key",
+                  "stress_key", "virial_key", "group_key", "weights", "stratify", "train_only"},
          "fit": {f.name for f in fields(FitSettings)}, "output": {"dir"}}
 
 
@@ -102,7 +113,32 @@ def load_config(path) -> dict:
         raise FitError(f"{path}: [data] valid_fraction must be a number in [0, 1), not {valid_fraction!r}")
     if data.get("missing", "error") not in ("error", "skip"):
         raise FitError(f"{path}: [data] missing must be \"error\" or \"skip\", not {data['missing']!r}")
-    return {"spec": spec, "train": _resolve(base, data["train"]), "valid": _resolve(base, data.get("valid")),
+    keys = {}
+    for name in ("energy", "forces", "stress", "virial", "group"):
+        v = data.get(f"{name}_key", dataset.KEYS[name])
+        if not isinstance(v, str) or not v:
+            raise FitError(f"{path}: [data] {name}_key must be the name of an extxyz key, not {v!r}")
+        keys[name] = v
+    weights = data.get("weights", {})
+    if not isinstance(weights, dict) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 and w < float("inf") for w in weights.values()):
+        raise FitError(f"{path}: [data] weights must be a table of group = weight >= 0, e.g. {{ surface = 2.0 }}")
+    train_only = data.get("train_only", [])
+    if not isinstance(train_only, list) or not all(isinstance(g, str) for g in train_only):
+        raise FitError(f"{path}: [data] train_only must be a list of group names")
+    if not isinstance(data.get("stratify", False), bool):
+        raise FitError(f"{path}: [data] stratify must be true or false")
+    init = model.get("init")
+    if init is not None:
+        from .potential import Potential
+
+        cand = Path(init) if Path(init).is_absolute() else base / init
+        init = Potential.load(cand)
+        if init.spec != spec:
+            raise FitError(f"{path}: [model] init = {str(cand)!r} has spec {init.spec.hash[:12]}, not the spec being "
+                           f"fitted ({spec.hash[:12]}); use its spec (spec = the same file or table) or drop init")
+    return {"spec": spec, "init": init, "keys": keys, "weights": dict(weights), "train_only": train_only,
+            "stratify": bool(data.get("stratify", False)), "train": _resolve(base, data["train"]), "valid": _resolve(base, data.get("valid")),
             "valid_fraction": float(data.get("valid_fraction", 0.1)), "test": _resolve(base, data.get("test")),
             "missing": data.get("missing", "error"), "settings": settings,
             "output": out if out.is_absolute() else base / out}
@@ -138,14 +174,23 @@ def fit_config(path, progress: bool = True, log=print):
     spec, s = cfg["spec"], cfg["settings"]
     set_threads(s.threads)
     need = ("energy", "forces") if s.force_weight > 0 else ("energy",)
-    train = dataset.read(cfg["train"], spec.species, need=need, missing=cfg["missing"])
+    keys = cfg["keys"]
+    train = dataset.read(cfg["train"], spec.species, need=need, missing=cfg["missing"], keys=keys)
+    groups = sorted({f.config_type for f in train})
+    unknown = sorted((set(cfg["weights"]) | set(cfg["train_only"])) - set(groups))
+    if unknown:
+        raise FitError(f"[data] weights/train_only name group(s) {', '.join(unknown)} that no training configuration "
+                       f"has; the groups ({keys['group']}) are: {', '.join(groups)}")
     if cfg["valid"]:
-        valid = dataset.read(cfg["valid"], spec.species, need=need, missing=cfg["missing"])
+        valid = dataset.read(cfg["valid"], spec.species, need=need, missing=cfg["missing"], keys=keys)
     else:
-        train, valid = dataset.split(train, cfg["valid_fraction"], s.seed)
+        train, valid = dataset.split(train, cfg["valid_fraction"], s.seed, stratify=cfg["stratify"],
+                                     train_only=cfg["train_only"])
     if not train:
         raise FitError("no training configurations left after the validation split")
-    test = dataset.read(cfg["test"], spec.species, need=("energy",), missing="skip") if cfg["test"] else []
+    for f in train + valid:
+        f.weight = float(cfg["weights"].get(f.config_type, 1.0))
+    test = dataset.read(cfg["test"], spec.species, need=("energy",), missing="skip", keys=keys) if cfg["test"] else []
     out = cfg["output"]
     _check_writable(out)
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
@@ -160,7 +205,7 @@ def fit_config(path, progress: bool = True, log=print):
         else:
             log(f"warning: {msg}")
 
-    fitter = Fitter(spec, train, valid, s, progress=progress, on_warning=warn)
+    fitter = Fitter(spec, train, valid, s, progress=progress, init=cfg["init"], on_warning=warn)
     t0 = time.perf_counter()
     pot = fitter.run(on_polish=lambda i, l: log(f"polish step {i}: training loss {l:.4g}"))
     seconds = time.perf_counter() - t0
@@ -188,7 +233,7 @@ def fit_config(path, progress: bool = True, log=print):
         rows = metrics.predict(pot, frames, backend=s.backend)
         rep = metrics.errors(pot, frames, rows=rows)
         report[name] = rep
-        text.append(metrics.table(rep, f"{name}:"))
+        text.append(metrics.table(rep, f"{name}:", key=keys["group"]))
         metrics.parity_plot(rows, out / f"parity_{name}.png", f"{name} ({len(frames)} configurations)")
     metrics.learning_curve(fitter.history, out / "learning_curve.png")
     (out / "report.txt").write_text("\n\n".join(text) + "\n")
@@ -198,8 +243,10 @@ def fit_config(path, progress: bool = True, log=print):
     return pot, report
 
 
-def evaluate_files(model, files, backend: str = "c", json_path=None, plot=None, log=print) -> dict:
-    """``etn eval``: errors of a saved model on labelled files."""
+def evaluate_files(model, files, backend: str = "c", json_path=None, plot=None, predictions=None, log=print) -> dict:
+    """``etn eval``: errors of a saved model on labelled files; ``predictions``: also write every
+    configuration with the model's energy (``etn_energy``, eV), per-atom energies (``etn_energies``),
+    forces (``etn_forces``, eV/Å) and stress (``etn_stress``, eV/Å³, Voigt) beside its labels (extxyz)."""
     from .potential import Potential
 
     pot = Potential.load(model, backend=backend)
@@ -215,7 +262,28 @@ def evaluate_files(model, files, backend: str = "c", json_path=None, plot=None, 
     rep["below_r_min"] = [{"source": s, "shortest": d} for s, d in close]
     if json_path:
         metrics.write_json(rep, json_path)
+    if predictions:
+        write_predictions(pot, frames, predictions)
+        log(f"wrote the predictions for {len(frames)} configurations to {predictions}")
     if plot:
         metrics.parity_plot(rows, plot, f"{Path(model).name}")
     return rep
 
+
+def write_predictions(pot, frames, path) -> None:
+    """extxyz of ``frames`` with the model's predictions under ``etn_*`` keys and the labels kept."""
+    from ase.io import write
+
+    out = []
+    for f in frames:
+        a = f.atoms.copy()
+        a.calc = f.atoms.calc  # the labels, as read
+        periodic = a.cell.rank == 3
+        r = pot.evaluate(f.atoms, forces=True, stress=periodic)
+        a.info["etn_energy"] = r["energy"]
+        a.arrays["etn_energies"] = r["energies"]
+        a.arrays["etn_forces"] = r["forces"]
+        if periodic:
+            a.info["etn_stress"] = r["stress"]
+        out.append(a)
+    write(path, out, format="extxyz")
