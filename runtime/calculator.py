@@ -8,9 +8,9 @@ Properties: ``energy``, ``free_energy`` (the same: the model has no electronic e
 
 With ``gamma=True`` the calculator also returns ``gamma``, the extrapolation grade of every atom
 (:mod:`etn.grade`; γ ≤ 1 inside the training data, > 2 extrapolating, > 10 unreliable), from the
-active set beside the model file (``model.aset``) or the one passed as ``active_set``; it costs one
-pass of the design-row kernels of one core (``benchmarks/grade.py`` measures it). ``calc.gamma_max``
-keeps the largest γ seen.
+active set beside the model file (``model.aset``) or the one passed as ``active_set``. With the C
+backends the rows come from the same pass of the kernels as the forces (``etn_compute_graded``), so
+grades cost little (``benchmarks/grade.py`` measures it). ``calc.gamma_max`` keeps the largest γ seen.
 
 The first time two atoms come closer than the spec's ``r_min`` (below the fitted range, where the
 radial basis is extrapolated) the calculator issues an :class:`~etn.neighbors.ExtrapolationWarning`
@@ -63,11 +63,14 @@ class Calculator(_ASECalculator):
         if "gamma" in properties and self.grader is None:
             raise PropertyNotImplementedError("gamma needs etn.Calculator(model, gamma=True) and the model's "
                                               "active set (`etn activeset MODEL TRAINING_FILES...`)")
+        fused = self.grader is not None and self.grader.fused  # grades from the same pass as the forces
         res = self.potential.evaluate(self.atoms, forces=True, stress=self.atoms.cell.rank == 3,
-                                      backend=self.backend, neighbors=self.neighbors)
+                                      backend=self.backend, neighbors=self.neighbors,
+                                      active_set=self.grader.aset if fused else None)
         res.pop("virial", None)
         if self.grader is not None:
-            res["gamma"] = self.grader.atoms(self.atoms, self.neighbors.pairs(self.atoms))
+            if not fused:
+                res["gamma"] = self.grader.atoms(self.atoms)
             self.gamma_max = max(self.gamma_max, float(res["gamma"].max(initial=0.0)))
         self.results.update(res)
         self._check_r_min()

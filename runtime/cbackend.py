@@ -44,6 +44,37 @@ class CBackend:
             raise ValueError("a species index is out of range for this model")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
 
+    def compute_graded(self, params, pairs, rows: bool = True, active=None):
+        """``compute`` with gradients and, from the same pass, each atom's row of extrapolation grades
+        (N × etn_grade_row_size: dV_i/dg of core 1's block for its species, :mod:`etn.grade`) if ``rows``,
+        and its grade γ if ``active`` = (M, rank) (:meth:`etn.grade.ActiveSet.kernel_blocks`).
+        Returns (energies, per-pair gradients, rows or None, γ or None)."""
+        N = pairs.n_atoms
+        csr = PairsCSR(pairs, self.np_dtype)
+        p = np.ascontiguousarray(params, dtype=self.np_dtype)
+        energies = np.zeros(N, dtype=self.np_dtype)
+        grad = np.empty((len(csr.r), 3), dtype=self.np_dtype)
+        R = np.empty((max(N, 1), self.lib.etn_grade_row_size()), dtype=self.np_dtype) if rows else None
+        if active is not None:
+            M = np.ascontiguousarray(active[0], dtype=self.np_dtype)
+            rank = np.ascontiguousarray(active[1], dtype=np.int32)
+            gamma = np.empty(max(N, 1), dtype=self.np_dtype)
+        rc = self.lib.etn_compute_graded(
+            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
+            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
+            self._ptr("etn_real *", grad), self._ptr("etn_real *", R) if rows else self.ffi.NULL,
+            self._ptr("etn_real *", M) if active is not None else self.ffi.NULL,
+            self._ptr("int *", rank) if active is not None else self.ffi.NULL,
+            self._ptr("etn_real *", gamma) if active is not None else self.ffi.NULL)
+        if rc == -2:
+            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
+        if rc == -3:
+            raise ValueError("etn_compute_graded: an active set whose blocks do not fit this model")
+        if rc != 0:
+            raise ValueError("a species index is out of range for this model")
+        return (energies.astype(np.float64), csr.unsort(grad), R[:N].astype(np.float64) if rows else None,
+                gamma[:N].astype(np.float64) if active is not None else None)
+
     def forces_virial(self, pairs, grad):
         """Forces (N, 3) and W = sym(Σ_pairs ∂V_i/∂r_ij ⊗ r_ij) (3, 3) from per-pair gradients, by the
         library's etn_forces_virial (float64 builds; None for float32, where numpy does it)."""

@@ -67,6 +67,7 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
     cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold else c for c in sched.cores)
     ctx = _context(sched, dtype, header_name, cores)
     ctx["lanes"] = VECTOR_BYTES // (4 if ctx["dtype"] == "float32" else 8)
+    ctx["grade"] = _grade_rows(sched)
     env = environment()
     return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
                   ctx["dtype"], sched.spec.hash)
@@ -74,6 +75,26 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
 
 #: CUDA threads per block (one thread per centre atom; see kernels.cu.j2)
 CUDA_THREADS = 128
+
+
+def _grade_rows(sched: Schedule) -> dict:
+    """What etn_compute_graded needs to write the rows of extrapolation grades (etn.grade): dV/dg of the
+    species-specific core 1 for the centre's species, in the design group's column order. With
+    compression, core 1's features B = U^T A are formed first (per l; the evaluation may have folded U
+    into g and never formed them); per path R[c, b] = sum_m CG B[c, m] rho_1[b, M_out] from the right
+    environment rho_1 of the backward pass (B = A without compression)."""
+    core, feats = sched.cores[0], sched.features
+    K = core.K
+    ls = [dict(l=l, n_a=feats["channels"][l], a_off=feats["offsets"][l], b_off=K * l * l,
+               U=sched.block(f"core1.U.l{l}").offset) for l in range(sched.spec.l_max + 1)] if K else []
+    paths, off = [], 0
+    for p in core.paths:
+        assert p.L_in == 0 and p.r_in == 1, "core 1 starts from the scalar bond"
+        n_c = K or feats["channels"][p.l]
+        paths.append(dict(l=p.l, L_out=p.L_out, r_out=p.r_out, n_c=n_c, cg=p.cg, off=off,
+                          f_off=K * p.l * p.l if K else feats["offsets"][p.l]))
+        off += n_c * p.r_out
+    return dict(K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"])
 
 
 def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
@@ -85,10 +106,9 @@ def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
                   ctx["dtype"], sched.spec.hash)
 
 
-def render_design(sched: Schedule, header_name: str = "etn_model.h", only: tuple | None = None) -> Source:
-    """The design-matrix row kernels of every parameter group (or of the groups named in ``only``;
-    float64) and their header (``header_name``: build() names every header etn_model.h)."""
-    ctx = _design_context(sched, header_name, only)
+def render_design(sched: Schedule) -> Source:
+    """The design-matrix row kernels of every parameter group (float64) and their header."""
+    ctx = _design_context(sched, "etn_model.h")  # the name build() gives every header
     env = environment()
     return Source(env.get_template("design.h.j2").render(ctx), env.get_template("design.c.j2").render(ctx),
                   "float64", sched.spec.hash)
@@ -103,7 +123,7 @@ def render_design_cuda(sched: Schedule) -> Source:
                   "float64", sched.spec.hash)
 
 
-def _design_context(sched: Schedule, header_name: str, only: tuple | None = None) -> dict:
+def _design_context(sched: Schedule, header_name: str) -> dict:
     from .design import groups
 
     ctx = _context(sched, "float64", header_name)
@@ -113,7 +133,7 @@ def _design_context(sched: Schedule, header_name: str, only: tuple | None = None
     uoffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(b).size for b in c.compress])]) for c in sched.cores if c.K}
     gs = []
     for name, g in groups(sched).items():
-        if name == "e0" or (only is not None and name not in only):
+        if name == "e0":
             continue
         k = int(name[4:].split(".")[0])
         gs.append(dict(id=len(gs), name=name, core=sched.cores[k - 1], U=name.endswith(".U"), size=g.size))
@@ -211,6 +231,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
         xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
         xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),
         sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0, repulsion=sched.repulsion,
+        grade=None,
     )
     return ctx
 

@@ -182,6 +182,7 @@ class ActiveSet:
         self.fingerprint, self.group, self.blocks, self.info = fingerprint, group, blocks, dict(info or {})
         self.atom_blocks = {b.species: b for b in blocks if b.kind == "atoms"}
         self.config_block = next((b for b in blocks if b.kind == "configs"), None)
+        self._kernel = None
 
     # -- grades ------------------------------------------------------------------------------------
     def grade_atoms(self, X: np.ndarray, species: np.ndarray) -> np.ndarray:
@@ -194,6 +195,31 @@ class ActiveSet:
             b = self.atom_blocks.get(int(s))
             gamma[sel] = np.inf if b is None else b.grade(X[sel])
         return gamma
+
+    def grade_species_rows(self, R: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """γ per atom from rows already restricted to the columns of each atom's species (N × n_s: what
+        etn_compute_graded writes; per-species active sets only)."""
+        if -1 in self.atom_blocks:
+            raise ActiveSetError("this active set is not per species; grade full rows (grade_atoms)")
+        gamma = np.zeros(len(R))
+        for s in np.unique(species):
+            sel = species == s
+            b = self.atom_blocks.get(int(s))
+            gamma[sel] = np.inf if b is None or b.rank == 0 else np.abs(R[sel] @ b.M).max(axis=1)
+        return gamma
+
+    def kernel_blocks(self):
+        """(M, rank) as etn_compute_graded takes them: the species' M = V A⁻¹ row-major one after the
+        other, and each species' rank (0: no training atoms)."""
+        if -1 in self.atom_blocks:
+            raise ActiveSetError("this active set is not per species; the kernels grade per-species sets only")
+        if self._kernel is None:
+            n = max(len(b.cols) for b in self.atom_blocks.values())
+            S = max(self.atom_blocks) + 1
+            rank = np.array([self.atom_blocks[s].rank if s in self.atom_blocks else 0 for s in range(S)], np.int32)
+            M = [self.atom_blocks[s].M.reshape(-1) for s in range(S) if s in self.atom_blocks and rank[s]]
+            self._kernel = (np.concatenate(M) if M else np.zeros(1), rank, n)
+        return self._kernel[:2]
 
     def unseen(self, species) -> bool:
         """Whether any of these species indices has no training atoms (its atoms grade inf)."""
@@ -283,28 +309,48 @@ class Grader:
         self.pot = pot
         self.aset = aset
         self.group = aset.group if aset is not None else (group or default_group(pot.schedule))
-        self.rows_of = _design(pot.schedule, "numpy" if backend == "numpy" else "c")
+        self.backend = "numpy" if backend == "numpy" else "c"
+        self.rows_of = _design(pot.schedule, self.backend)
+        self.cols = species_columns(pot.schedule, self.group)
+        # the evaluation kernels write the rows of the default group in the same pass (etn_compute_graded)
+        self.fused = self.group == default_group(pot.schedule) and self.cols is not None
 
     def rows(self, pairs_list) -> np.ndarray:
         """Per-atom rows (ΣN × n) of the group for a list of :class:`~etn.neighbors.Pairs`."""
         return self.rows_of.site_rows(self.pot.params, pairs_list, self.group)
 
-    def atoms(self, atoms, pairs=None) -> np.ndarray:
-        """γ per atom of an ASE ``Atoms``."""
-        from .neighbors import pairs as make_pairs
+    def _rows_of(self, atoms):
+        """(full rows N × n, species) of one configuration, through the fused pass where it applies."""
+        if not self.fused:
+            from .neighbors import pairs as make_pairs
 
-        pr = pairs if pairs is not None else make_pairs(atoms, self.pot.spec)
-        return self.aset.grade_atoms(self.rows([pr]), pr.species)
+            pr = make_pairs(atoms, self.pot.spec)
+            return self.rows([pr]), pr.species
+        from .design import groups
+
+        res = self.pot.evaluate(atoms, forces=False, stress=False, grade_rows=True,
+                                backend="numpy" if self.backend == "numpy" else None)
+        R, species = res["grade_rows"], res["pairs"].species
+        X = np.zeros((len(R), groups(self.pot.schedule)[self.group].size))
+        for s, cs in enumerate(self.cols):
+            sel = species == s
+            X[np.ix_(sel, cs)] = R[sel]
+        return X, species
+
+    def atoms(self, atoms) -> np.ndarray:
+        """γ per atom of an ASE ``Atoms``."""
+        if self.fused:
+            return self.pot.evaluate(atoms, forces=False, stress=False, active_set=self.aset,
+                                     backend="numpy" if self.backend == "numpy" else None)["gamma"]
+        X, species = self._rows_of(atoms)
+        return self.aset.grade_atoms(X, species)
 
     def configs(self, atoms_list, progress: bool = False):
         """Per configuration: (γ per atom, configuration γ)."""
-        from .neighbors import pairs as make_pairs
-
         out = []
         for atoms in _bar(atoms_list, progress, "grading"):
-            pr = make_pairs(atoms, self.pot.spec)
-            X = self.rows([pr])
-            out.append((self.aset.grade_atoms(X, pr.species), self.aset.grade_config(X)))
+            X, species = self._rows_of(atoms)
+            out.append((self.aset.grade_atoms(X, species), self.aset.grade_config(X)))
         return out
 
 

@@ -110,7 +110,7 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     """The plugin folder's files (name → text) for the spec of ``pot``."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from .codegen import environment as jinja, render, render_design, stamp
+    from .codegen import environment as jinja, render, stamp
     from .grade import FORMAT_VERSION as ASET_VERSION, default_group
     from .modelfile import FORMAT_VERSION, sha256_constants
     from .neighbors import OVERLAP
@@ -118,8 +118,7 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     sched = pot.schedule
     spec = pot.spec
     src = render(sched, dtype)
-    group = default_group(sched)
-    rows = render_design(sched, "etn_design.h", only=(group,))  # the rows of extrapolation grades
+    group = default_group(sched)  # the group whose rows etn_compute_graded writes, for extrapolation grades
     inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown")
     sha_k, sha_h0 = sha256_constants()
     lattice, a = _lattice(spec.species[0])
@@ -132,8 +131,6 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     return {
         "etn_model.h": src.header_file(),
         "etn_kernels.c": src.kernels,
-        "etn_design.h": rows.header_file(),
-        "etn_design.c": rows.kernels,
         "pair_etn.cpp": env.get_template("lammps/pair_etn.cpp.j2").render(ctx),
         "Makefile": env.get_template("lammps/Makefile.j2").render(ctx),
         "in.etn": env.get_template("lammps/in.etn.j2").render(ctx),

@@ -100,23 +100,48 @@ class Potential:
             raise modelfile.ModelFileError(f"{path}: {e}") from None
 
     # -- evaluation --------------------------------------------------------------------------------
+    def _grade_rows(self, pr) -> np.ndarray:
+        """Rows of extrapolation grades from the design-row kernels (backends without a fused pass)."""
+        from .fit import _design
+        from .grade import default_group, species_columns
+
+        group = default_group(self.schedule)
+        X = _design(self.schedule, "numpy" if self.backend == "numpy" else "c").site_rows(self.params, [pr], group)
+        cols = species_columns(self.schedule, group)
+        return np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)]) if len(X) else np.zeros((0, len(cols[0])))
+
     def _get_backend(self, name):
         if name not in self._backends:
             self._backends[name] = _backend(self.schedule, name)
         return self._backends[name]
 
     def evaluate(self, atoms, forces: bool = True, stress: bool = True, backend: str | None = None,
-                 neighbors=None) -> dict:
+                 neighbors=None, grade_rows: bool = False, active_set=None) -> dict:
         """Energy, per-atom energies and, on request, forces, virial and stress of ``atoms``.
 
         ``neighbors``: a :class:`~etn.neighbors.NeighborCache` to reuse between calls (MD);
-        without one the pairs are built afresh.
+        without one the pairs are built afresh. ``grade_rows``: also each atom's row of extrapolation
+        grades (``grade_rows``, N × row size, :mod:`etn.grade`) and the ``pairs``; ``active_set``: also each
+        atom's grade (``gamma``). Both come from the same pass of the C kernels (else from the design rows).
         """
         be = self._get_backend(backend or self.backend)
         pr = neighbors.pairs(atoms) if neighbors is not None else pairs(atoms, self.spec)
-        need_grad = forces or stress
-        energies, g = be.compute(self.params, pr, gradients=need_grad)
+        graded = grade_rows or active_set is not None
+        need_grad = forces or stress or graded
+        gamma = None
+        if graded and hasattr(be, "compute_graded"):
+            active = active_set.kernel_blocks() if active_set is not None else None
+            energies, g, rows, gamma = be.compute_graded(self.params, pr, rows=grade_rows, active=active)
+        else:
+            energies, g = be.compute(self.params, pr, gradients=need_grad)
+            rows = self._grade_rows(pr) if graded else None
+            if active_set is not None:
+                gamma = active_set.grade_species_rows(rows, pr.species)
         out = {"energies": energies, "energy": float(energies.sum())}
+        if grade_rows:
+            out["grade_rows"], out["pairs"] = rows, pr
+        if active_set is not None:
+            out["gamma"] = gamma
         out["free_energy"] = out["energy"]
         if not need_grad:
             return out

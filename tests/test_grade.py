@@ -41,7 +41,8 @@ def test_maxvol_bounds_every_row_and_is_locally_maximal():
 
 def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential, spec):
     """Per-atom rows of every group: C equals the numpy reference, and rows · θ_group (+ e0) is the
-    backend's own site energy (the model is linear in each group)."""
+    backend's own site energy (the model is linear in each group); the fused rows of core 1 from the
+    evaluation kernels (float64 and float32, folded cores or not) equal them too."""
     from etn.cdesign import CDesign
     from etn.design import DesignReference
 
@@ -60,6 +61,17 @@ def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential
         assert Xc.shape == (2 * len(atoms), g.size)
         assert np.allclose(Xc[:len(atoms)], Xn, rtol=1e-10, atol=1e-12) and np.allclose(Xc[len(atoms):], Xn)
         assert np.allclose(Xn @ potential.params[g.cols] + potential.block("e0")[pr.species], e, atol=1e-10)
+    # the evaluation kernels write core 1's rows for each atom's species in the same pass as the forces
+    from etn.cbackend import CBackend
+
+    cols = grade.species_columns(sched, "core1")
+    X = ref.site_rows(potential.params, [pr], "core1")
+    want = np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)])
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-4)):
+        e2, g2, R, _ = CBackend(sched, dtype).compute_graded(potential.params, pr)
+        np.testing.assert_allclose(R, want, rtol=0, atol=tol * np.abs(want).max())
+        e1, g1 = CBackend(sched, dtype).compute(potential.params, pr)
+        assert np.array_equal(e1, e2) and np.array_equal(g1, g2)  # the grade rows change nothing else
 
 
 def binaries(per_system, seed):
@@ -137,6 +149,13 @@ def test_calculator_returns_gamma(fitted):
     atoms.calc = Calculator(d / "model.etn", gamma=True)
     gam = atoms.calc.get_property("gamma", atoms)
     assert np.allclose(gam, grade.Grader(pot, aset).atoms(atoms), rtol=1e-12)
+    # the kernels' grades (same pass as the forces) against the design rows' (an independent path)
+    pr = pairs(atoms, pot.spec)
+    X = grade.Grader(pot, aset).rows([pr])
+    np.testing.assert_allclose(gam, aset.grade_atoms(X, pr.species), rtol=1e-10)
+    # float32 kernels: the same grades to float32 precision
+    f32 = grade.Grader(Potential(pot.spec, pot.params, backend="c-float32"), aset).atoms(atoms)
+    np.testing.assert_allclose(f32, gam, rtol=1e-4)
     assert atoms.calc.gamma_max == pytest.approx(gam.max())
     atoms.calc = Calculator(d / "model.etn")
     from ase.calculators.calculator import PropertyNotImplementedError

@@ -1482,10 +1482,13 @@ ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *co
 }
 
 /* Site energies e0[s_i] + V_i of the nl <= 8 centre atoms idx[0 .. nl-1], all of species si, one
-   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij; unused lanes hold no pairs. S has
+   per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij and, with grad, their rows of
+   extrapolation grades (rows != NULL) and grades (gM != NULL: see etn_compute_graded); unused lanes hold no
+   pairs. S has
    room for the batch's pair slots (the sum over species t of its atoms' largest count of species-t pairs). */
 ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long long *perm, const long long *seg,
-                  const etn_real *r, etn_real *energies, etn_real *grad, etn_slot *ETN_RESTRICT S) {
+                  const etn_real *r, etn_real *energies, etn_real *grad, etn_real *rows, const etn_real *gM,
+                  const int *grank, etn_real *gamma, etn_slot *ETN_RESTRICT S) {
     const long long *sg[8];
     for (int v = 0; v < 8; v++) sg[v] = v < nl ? seg + (size_t)idx[v] * (ETN_N_SPECIES + 1) : NULL;
     etn_vec A[FEAT];
@@ -1516,6 +1519,72 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec rho1[13];
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
+    if (rows || gM) { /* extrapolation grades (etn.grade, codegen._grade_rows): the rows dV/dg of core 1 for species
+                         si and, with the active set's M, gamma = max_k |sum_i row_i M[i][k]| */
+        etn_vec R[32];
+        for (int c = 0; c < 7; c++) { /* path (0, 0, 0): R[c][b] = sum CG B[c][m] rho1[b][M_out] */
+            const etn_vec *bc = A + 0 + c * 1;
+            for (int b = 0; b < 2; b++) {
+                const etn_vec *rb = rho1 + 0 + b * 1;
+                etn_vec t = zero;
+                t += 1.0 * bc[0] * rb[0];
+                R[0 + c * 2 + b] = t;
+            }
+        }
+        for (int c = 0; c < 6; c++) { /* path (0, 1, 1): R[c][b] = sum CG B[c][m] rho1[b][M_out] */
+            const etn_vec *bc = A + 7 + c * 3;
+            for (int b = 0; b < 2; b++) {
+                const etn_vec *rb = rho1 + 2 + b * 3;
+                etn_vec t = zero;
+                t += 1.0 * bc[0] * rb[0];
+                t += 1.0 * bc[1] * rb[1];
+                t += 1.0 * bc[2] * rb[2];
+                R[14 + c * 2 + b] = t;
+            }
+        }
+        for (int c = 0; c < 6; c++) { /* path (0, 2, 2): R[c][b] = sum CG B[c][m] rho1[b][M_out] */
+            const etn_vec *bc = A + 25 + c * 5;
+            for (int b = 0; b < 1; b++) {
+                const etn_vec *rb = rho1 + 8 + b * 5;
+                etn_vec t = zero;
+                t += 1.0 * bc[0] * rb[0];
+                t += 1.0 * bc[1] * rb[1];
+                t += 1.0 * bc[2] * rb[2];
+                t += 1.0 * bc[3] * rb[3];
+                t += 1.0 * bc[4] * rb[4];
+                R[26 + c * 1 + b] = t;
+            }
+        }
+        if (rows)
+            for (int v = 0; v < nl; v++) {
+                etn_real *row = rows + (size_t)idx[v] * 32;
+                for (int i = 0; i < 32; i++) row[i] = R[i][v];
+            }
+        if (gM) {
+            const int rk = grank[si];
+            long long moff = 0;
+            for (int t = 0; t < si; t++) moff += (long long)32 * grank[t];
+            if (rk == 0) /* no training atoms of this species */
+                for (int v = 0; v < nl; v++) gamma[idx[v]] = (etn_real)INFINITY;
+            else {
+                etn_vec cf[32];
+                for (int k = 0; k < rk; k++) cf[k] = zero;
+                for (int i = 0; i < 32; i++) {
+                    const etn_vec x = R[i];
+                    const etn_real *Mi = gM + moff + (size_t)i * rk;
+                    for (int k = 0; k < rk; k++) cf[k] += x * Mi[k];
+                }
+                for (int v = 0; v < nl; v++) {
+                    etn_real g = 0;
+                    for (int k = 0; k < rk; k++) {
+                        const etn_real a = cf[k][v] < 0 ? -cf[k][v] : cf[k][v];
+                        g = a > g ? a : g;
+                    }
+                    gamma[idx[v]] = g;
+                }
+            }
+        }
+    }
     bwd1(P, si, h0, A, rho1, NULL, dA, X1);
     pair_gradients_v(dA, sg, S, grad);
 }
@@ -1530,8 +1599,9 @@ static inline long long sort_key(const int *species, const long long *seg, int k
     return key ? sg[key] - sg[key - 1] : species[i];
 }
 
-int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
-                const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad) {
+static int compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
+                   const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad, etn_real *rows,
+                   const etn_real *gM, const int *grank, etn_real *gamma) {
     for (int i = 0; i < n_atoms; i++)
         if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return -1;
     for (long long p = first[0]; p < first[n_atoms]; p++)
@@ -1607,10 +1677,27 @@ int etn_compute(const etn_real *params, int n_atoms, const int *species, const l
         thread = omp_get_thread_num();
 #endif
         atoms(params, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad,
-              work + (size_t)thread * n_slots);
+              rows, gM, grank, gamma, work + (size_t)thread * n_slots);
     }
     free(order); free(perm); free(seg); free(tally); free(raw);
     return 0;
+}
+
+int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
+                const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad) {
+    return compute(params, n_atoms, species, first, neighbour_species, r, energies, grad, NULL, NULL, NULL, NULL);
+}
+
+int etn_grade_row_size(void) { return 32; }
+
+int etn_compute_graded(const etn_real *params, int n_atoms, const int *species, const long long *first,
+                       const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad,
+                       etn_real *rows, const etn_real *M, const int *rank, etn_real *gamma) {
+    if (!grad || (!rows && !M) || (M && (!rank || !gamma))) return -3;
+    if (M)
+        for (int s = 0; s < ETN_N_SPECIES; s++)
+            if (rank[s] < 0 || rank[s] > 32) return -3;
+    return compute(params, n_atoms, species, first, neighbour_species, r, energies, grad, rows, M, rank, gamma);
 }
 
 void etn_forces_virial(int n_atoms, long long n_pairs, const int *i, const int *j, const etn_real *r,

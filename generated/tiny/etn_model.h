@@ -36,6 +36,18 @@ int etn_set_num_threads(int n);
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
                 const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad);
 
+/* etn_compute and, per centre atom, its extrapolation grade (etn.grade). The atom's row is dV_i/dg of core 1's
+   block for its species: etn_grade_row_size() values, the columns of that species in the design group core1.
+   rows[n_atoms * size]   out (or NULL): the rows
+   M, rank                the active set (or NULL): per species s, a size x rank[s] matrix (row-major, species
+                          after species; M = V A^-1 of etn.grade), rank[s] = 0 for a species without training atoms
+   gamma[n_atoms]         out (with M): max_k |row M[:, k]|, inf for rank 0
+   grad must not be NULL, and rows or M must be given (else -3). */
+int etn_grade_row_size(void);
+int etn_compute_graded(const etn_real *params, int n_atoms, const int *species, const long long *first,
+                       const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad,
+                       etn_real *rows, const etn_real *M, const int *rank, etn_real *gamma);
+
 /* Forces (F_j -= g_ij, F_i += g_ij) and virial (-sum r_ij (x) g_ij, symmetrised, row-major 3x3, eV)
    from per-pair gradients; forces[3*n_atoms] and virial[9] are overwritten. */
 void etn_forces_virial(int n_atoms, long long n_pairs, const int *i, const int *j, const etn_real *r,
