@@ -256,6 +256,8 @@ class Fitter:
         self.on_warning = on_warning  # called with each warning when it arises
         self._warned: set[str] = set()
         self.interrupted = False
+        self.stop_reason = ""  # why the sweeps ended
+        self.best_sweep = None  # the sweep whose model run() returns (None: after polish)
         self._t0 = time.perf_counter()
 
     def _warn(self, key: str, message: str) -> None:
@@ -567,25 +569,32 @@ class Fitter:
             for sweep in range(1, s.sweeps + 1):
                 direction = "right" if sweep % 2 == 1 else "left"
                 steps = self._steps(direction)
-                bar = tqdm(steps, desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
+                # a bar updated by hand: it stays open for the validation loss after the last step
+                bar = tqdm(total=len(steps), desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
                            leave=True, unit="step")
                 train_loss = None
-                for step in bar:
+                for step in steps:
                     bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
-                    if step.endswith(".U"):
-                        train_loss = self.solve(step)
-                        orthogonalize_U(self.spec, self.blocks, int(step[4:-2]))
-                        continue
+                    bar.update(0)
                     train_loss = self.solve(step)
-                    k = int(step[4:])
-                    if direction == "right" and k < self.spec.cores:
-                        self.spec = left_orthogonalize(self.spec, self.blocks, k, s.rank_tol, s.max_rank)
-                    elif direction == "left" and k > 1:
-                        right_orthogonalize(self.spec, self.blocks, k)
+                    if step.endswith(".U"):
+                        orthogonalize_U(self.spec, self.blocks, int(step[4:-2]))
+                    else:
+                        k = int(step[4:])
+                        if direction == "right" and k < self.spec.cores:
+                            self.spec = left_orthogonalize(self.spec, self.blocks, k, s.rank_tol, s.max_rank)
+                        elif direction == "left" and k > 1:
+                            right_orthogonalize(self.spec, self.blocks, k)
+                    bar.update(1)
                 pot = self.potential()
                 val = self.loss(check, pot)
-                bar.set_postfix_str(f"train loss {train_loss:.4g} | validation loss {val:.4g}")
+                bar.set_postfix_str(f"train loss {train_loss:.4g} | {'validation' if self.valid else 'training'} "
+                                    f"loss {val:.4g}", refresh=True)
                 bar.close()
+                if self.history and train_loss > self.history[-1]["train_loss"] * (1 + 1e-6):
+                    self._warn(f"rise{sweep}", f"the training loss rose in sweep {sweep} ({self.history[-1]['train_loss']:.4g} "
+                                               f"-> {train_loss:.4g}): a weakly determined system; a larger regularization "
+                                               f"or fewer parameters may help")
                 self.history.append(dict(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
                                  n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
                                  seconds=time.perf_counter() - self._t0))
@@ -598,9 +607,14 @@ class Fitter:
                 if on_sweep:
                     on_sweep(self.history[-1])
                 if stale >= s.patience:
+                    self.stop_reason = (f"the validation loss improved by less than tolerance = {s.tolerance:g} for "
+                                        f"patience = {s.patience} sweeps")
                     break
+            else:
+                self.stop_reason = f"reached sweeps = {s.sweeps}"
         except KeyboardInterrupt:
             self.interrupted = True
+            self.stop_reason = "interrupted (Ctrl-C)"
             if self.best is None:
                 raise
         else:
@@ -616,7 +630,9 @@ class Fitter:
             if val < self.best[0]:
                 self.best = (val, cand)
         pot = self.best[1]
+        self.best_sweep = next((h["sweep"] for h in self.history if h["valid_loss"] == self.best[0]), None)
         pot.metadata.update({"fit": asdict(s), "reference_energies": self.reference, "fit_sweeps": len(self.history),
+                             "best_sweep": self.best_sweep, "stop_reason": self.stop_reason,
                              "fit_seconds": round(time.perf_counter() - self._t0, 2),
                              "valid_loss": self.best[0]})
         return pot

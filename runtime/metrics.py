@@ -22,7 +22,7 @@ def predict(pot, frames, backend: str | None = None) -> list[dict]:
         r = pot.evaluate(f.atoms, forces=f.forces is not None, stress=want_s, backend=backend)
         N = f.n_atoms
         out.append({
-            "config_type": f.config_type, "n_atoms": N,
+            "config_type": f.config_type, "n_atoms": N, "symbols": f.atoms.get_chemical_symbols(),
             "energy": None if f.energy is None else (f.energy / N, r["energy"] / N),
             "forces": None if f.forces is None else (f.forces.ravel(), r["forces"].ravel()),
             "stress": None if not want_s else (EV_PER_A3_IN_GPA * f.stress, EV_PER_A3_IN_GPA * r["stress"]),
@@ -85,54 +85,80 @@ def write_json(report: dict, path) -> None:
         json.dump(report, fh, indent=1)
 
 
+def _label(text: str) -> str:
+    """A legend label matplotlib shows as written (a '$' would start mathtext)."""
+    return str(text).replace("$", r"\$")
+
+
 def parity_plot(rows: list, path, title: str = "") -> None:
-    """Energy, force and stress parity plots (reference vs model) in one PNG."""
+    """Energy, force and stress parity plots (reference vs model) in one PNG: energies and stresses
+    coloured by group (config_type), force components by the species of their atom; RMSE and MAE in
+    each panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    panels = [("energy", "energy (eV/atom)"), ("forces", "force component (eV/Å)"), ("stress", "stress component (GPa)")]
+    panels = [("energy", "energy (eV/atom)", "meV/atom", 1e3), ("forces", "force component (eV/Å)", "eV/Å", 1.0),
+              ("stress", "stress component (GPa)", "GPa", 1.0)]
     panels = [p for p in panels if any(r[p[0]] is not None for r in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.4), squeeze=False)
     types = sorted({r["config_type"] for r in rows})
-    for ax, (key, label) in zip(axes[0], panels):
-        lo, hi = np.inf, -np.inf
-        for t in types:
-            sel = [r[key] for r in rows if r["config_type"] == t and r[key] is not None]
+    species = sorted({s for r in rows for s in r.get("symbols", [])})
+    for ax, (key, label, unit, scale) in zip(axes[0], panels):
+        lo, hi, allref, allpred = np.inf, -np.inf, [], []
+        if key == "forces" and species:  # by the species of the atom the component acts on
+            groups = [(sp, [(np.atleast_1d(r[key][0]).reshape(-1, 3)[np.array(r["symbols"]) == sp].ravel(),
+                             np.atleast_1d(r[key][1]).reshape(-1, 3)[np.array(r["symbols"]) == sp].ravel())
+                            for r in rows if r[key] is not None]) for sp in species]
+        else:
+            groups = [(t, [r[key] for r in rows if r["config_type"] == t and r[key] is not None]) for t in types]
+        for name, sel in groups:
             if not sel:
                 continue
-            ref = np.concatenate([np.atleast_1d(s[0]) for s in sel])
-            pred = np.concatenate([np.atleast_1d(s[1]) for s in sel])
-            ax.scatter(ref, pred, s=4, alpha=0.6, label=t)
+            ref = np.concatenate([np.atleast_1d(x[0]) for x in sel])
+            pred = np.concatenate([np.atleast_1d(x[1]) for x in sel])
+            if not ref.size:
+                continue
+            ax.scatter(ref, pred, s=4, alpha=0.6, label=_label(name))
+            allref.append(ref)
+            allpred.append(pred)
             lo, hi = min(lo, ref.min(), pred.min()), max(hi, ref.max(), pred.max())
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        if allref:
+            d = np.concatenate(allpred) - np.concatenate(allref)
+            ax.text(0.04, 0.96, f"RMSE {scale * np.sqrt(np.mean(d ** 2)):.3g} {unit}\nMAE {scale * np.mean(np.abs(d)):.3g} {unit}",
+                    transform=ax.transAxes, va="top", fontsize=8)
+            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
         ax.set_xlabel(f"DFT {label}")
         ax.set_ylabel(f"ETN {label}")
         ax.set_aspect("equal", adjustable="datalim")
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.yaxis.set_major_locator(MaxNLocator(5))
-    if len(types) <= 12:
-        axes[0][0].legend(fontsize=7, markerscale=2)
+        if len(groups) <= 12:
+            ax.legend(fontsize=7, markerscale=2, loc="lower right")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_label(title))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def learning_curve(history: list, path) -> None:
-    """Training and validation loss per sweep (log scale)."""
+def learning_curve(history: list, path, best_sweep: int | None = None) -> None:
+    """Training and validation loss per sweep (log scale, whole sweeps), the returned sweep marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     x = [h["sweep"] for h in history]
     ax.semilogy(x, [h["train_loss"] for h in history], "o-", label="training")
     ax.semilogy(x, [h["valid_loss"] for h in history], "s-", label="validation")
+    if best_sweep is not None:
+        ax.axvline(best_sweep, color="0.5", ls="--", lw=0.8, label=f"model returned (sweep {best_sweep})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("sweep")
     ax.set_ylabel("loss per configuration")
     ax.legend()

@@ -224,8 +224,11 @@ def fit_config(path, progress: bool = True, log=print):
         log(f"interrupted: saved the best model so far to {out / 'model.etn'}")
     report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.bonds],
               "fit_seconds": seconds, "sweeps": fitter.history, "interrupted": fitter.interrupted,
+              "stop_reason": fitter.stop_reason, "best_sweep": fitter.best_sweep,
               "warnings": fitter.warnings}
-    text = [f"fitted in {seconds:.1f} s, {len(fitter.history)} sweeps, {pot.schedule.n_params} parameters"]
+    text = [f"fitted in {seconds:.1f} s, {len(fitter.history)} sweeps, {pot.schedule.n_params} parameters; stopped: "
+            f"{fitter.stop_reason}; the model is that of "
+            + (f"sweep {fitter.best_sweep}" if fitter.best_sweep else "the polish") + " (the lowest validation loss)"]
     text += [f"warning: {msg}" for msg in fitter.warnings]
     for name, frames in (("train", train), ("valid", valid), ("test", test)):
         if not frames:
@@ -235,7 +238,7 @@ def fit_config(path, progress: bool = True, log=print):
         report[name] = rep
         text.append(metrics.table(rep, f"{name}:", key=keys["group"]))
         metrics.parity_plot(rows, out / f"parity_{name}.png", f"{name} ({len(frames)} configurations)")
-    metrics.learning_curve(fitter.history, out / "learning_curve.png")
+    metrics.learning_curve(fitter.history, out / "learning_curve.png", fitter.best_sweep)
     (out / "report.txt").write_text("\n\n".join(text) + "\n")
     metrics.write_json(report, out / "report.json")
     log("\n\n".join(text))

@@ -139,3 +139,23 @@ def test_submodules_are_reachable_from_import_etn():
             "etn.codegen.write_config.__name__, etn.grade.ActiveSet.__name__, etn.learn.learn.__name__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["Fitter", "read", "run", "write_config", "ActiveSet", "learn"]
+
+
+def test_fit_says_why_it_stopped_and_plots_survive_odd_group_names(tmp_path):
+    from etn import metrics
+
+    spec = etn.catalogue.load("binary")
+    frames = [dataset._from_atoms(a, "x", k) for k, a in enumerate(labelled(8))]
+    f = Fitter(spec, frames[:6], frames[6:], FitSettings(sweeps=2), progress=False)
+    pot = f.run()
+    assert f.stop_reason == "reached sweeps = 2" and f.best_sweep in (1, 2)
+    assert pot.metadata["best_sweep"] == f.best_sweep
+    f = Fitter(spec, frames[:6], frames[6:], FitSettings(sweeps=20, patience=1, tolerance=0.9), progress=False)
+    f.run()
+    assert "patience = 1" in f.stop_reason and len(f.history) < 20
+    for fr in frames:
+        fr.config_type = "cost $5"  # '$' starts mathtext in matplotlib labels
+    rows = metrics.predict(pot, frames)
+    metrics.parity_plot(rows, tmp_path / "p.png", "a $title")
+    metrics.learning_curve(f.history, tmp_path / "l.png", f.best_sweep)
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "l.png").stat().st_size > 1000
