@@ -8,6 +8,7 @@ one clear line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -48,6 +49,40 @@ def cmd_inspect(args) -> int:
         print(dot(sched), end="")
     else:
         print(table(sched))
+        if not args.no_estimate:
+            from .cost import summary
+
+            print(summary(sched))
+    return 0
+
+
+#: Named sizes for `etn spec`, as MTP has levels: (cores, l_max, n_radial, bond, compression K).
+SIZES = {"small": (2, 2, 4, "3x0 + 2x1 + 2x2", 6), "medium": (3, 3, 6, "4x0 + 3x1 + 3x2 + 2x3", 8),
+         "large": (5, 4, 8, "6x0 + 4x1 + 4x2 + 2x3 + 2x4", 12)}
+
+
+def cmd_spec(args) -> int:
+    from .generator import Spec
+
+    cores, l_max, n_radial, bond, K = SIZES[args.size]
+    r_min, note = 0.0, "no data given: r_min = 0 (pass training files to propose it)"
+    if args.data:
+        from .dataset import read, shortest
+
+        frames = read(args.data, args.species, need=(), missing="skip")
+        d, where = shortest(frames, args.r_cut)
+        r_min = math.floor(20 * d) / 20 if d < math.inf else 0.0  # at or just below the data's shortest distance
+        note = f"r_min from the shortest distance in the data, {d:.3f} Å in {where}" if d < math.inf else \
+            "no pairs within r_cut in the data: r_min = 0"
+    C = n_radial * len(args.species)
+    spec = Spec.from_dict({"species": list(args.species), "r_min": r_min, "r_cut": args.r_cut, "n_radial": n_radial,
+                           "l_max": l_max, "cores": cores, "bonds": [bond] * (cores - 1),
+                           "compression": K if K < C else 0, "repulsion": "zbl" if r_min > 0 else "none"})
+    from .cost import summary
+    from .generator import schedule
+
+    print(f"# etn spec --size {args.size}: {note}\n# {summary(schedule(spec))}")
+    print(spec.to_toml(), end="")
     return 0
 
 
@@ -189,7 +224,14 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="the full schedule as JSON")
     g.add_argument("--dot", action="store_true", help="a Graphviz picture of the network (pipe to `dot -Tpng`)")
+    p.add_argument("--no-estimate", action="store_true", help="skip the cost estimate (it measures this machine once)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("spec", help="write a spec of a named size for a list of elements (r_min from data)")
+    p.add_argument("--species", nargs="+", required=True, help="element symbols, e.g. Ti Al")
+    p.add_argument("--size", choices=list(SIZES), default="medium", help="small, medium (default) or large")
+    p.add_argument("--r-cut", type=float, default=5.0, help="cutoff in Å (default 5.0)")
+    p.add_argument("--data", nargs="*", help="training files: r_min is proposed from their shortest distance")
+    p.set_defaults(func=cmd_spec)
     p = sub.add_parser("generate", help="write a standalone C library (kernels, header, example main.c, Makefile)")
     p.add_argument("spec", help="spec TOML file or catalogue name")
     p.add_argument("-o", "--output", required=True, help="output folder")

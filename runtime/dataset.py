@@ -8,6 +8,7 @@ absent, plus its ``config_type`` (from the extxyz info, else the file's stem) an
 from __future__ import annotations
 
 import glob
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,9 @@ def read_cfg(path, species) -> list:
         key = tok[0]
         try:
             if key == "BEGIN_CFG":
-                cur = {"cell": None, "energy": None, "stress": None, "features": {}}
+                if cur is not None:
+                    raise DataError(f"{path}:{ln}: BEGIN_CFG before the END_CFG of the configuration before it")
+                cur = {"cell": None, "energy": None, "stress": None, "features": {}, "start": ln}
             elif key == "Size":
                 cur["n"] = int(next(it)[1])
             elif key == "Supercell":
@@ -120,7 +123,12 @@ def read_cfg(path, species) -> list:
             elif key == "AtomData:":
                 cols = tok[1:]
                 data = np.array([[float(x) for x in next(it)[1].split()] for _ in range(cur["n"])]).reshape(cur["n"], -1)
+                if data.shape[1] != len(cols):
+                    raise DataError(f"{path}:{ln}: atom lines have {data.shape[1]} numbers for {len(cols)} AtomData columns")
                 cur["atoms"] = dict(zip(cols, data.T))
+                nxt = lines[ln - 1 + cur["n"] + 1].split() if ln + cur["n"] < len(lines) else []
+                if nxt and nxt[0].lstrip("+-").replace(".", "", 1).isdigit():
+                    raise DataError(f"{path}:{ln + cur['n'] + 1}: more atom lines than Size = {cur['n']} says")
             elif key == "Energy":
                 cur["energy"] = float(next(it)[1])
             elif key == "PlusStress:":
@@ -128,6 +136,12 @@ def read_cfg(path, species) -> list:
                 cur["stress"] = np.array([vals[k] for k in ("xx", "yy", "zz", "yz", "xz", "xy")])
             elif key == "Feature" and len(tok) >= 3:
                 cur["features"][tok[1]] = " ".join(tok[2:])
+            elif cur is None:
+                raise DataError(f"{path}:{ln}: '{line.strip()}' outside a BEGIN_CFG ... END_CFG block")
+            elif key not in ("END_CFG", "EnergyWeight", "ForceWeight", "StressWeight", "MinDist") and \
+                    not key.startswith("#"):
+                raise DataError(f"{path}:{ln}: unknown MLIP .cfg line '{line.strip()}' (a misspelt key? "
+                                f"known: Size, Supercell, AtomData:, Energy, PlusStress:, Feature, END_CFG)")
             elif key == "END_CFG":
                 a = cur["atoms"]
                 types = a["type"].astype(int)
@@ -149,6 +163,8 @@ def read_cfg(path, species) -> list:
             if isinstance(e, DataError):
                 raise
             raise DataError(f"{path}:{ln}: malformed MLIP .cfg near '{line.strip()}' ({type(e).__name__}: {e})") from None
+    if cur is not None:
+        raise DataError(f"{path}:{cur['start']}: the configuration starting here has no END_CFG (truncated file?)")
     return frames
 
 
@@ -227,6 +243,21 @@ def below(frames, r_min: float) -> list[tuple[str, float]]:
         if len(d):
             out.append((f.source, float(d.min())))
     return out
+
+
+def shortest(frames, r_cut: float) -> tuple[float, str]:
+    """(the shortest interatomic distance in Å within ``r_cut``, periodic images included, and where);
+    (inf, "") without pairs. MTP practice puts r_min at or just below it."""
+    from .neighbors import neighbor_list
+
+    best = (math.inf, "")
+    for f in frames:
+        if len(f.atoms) == 0:
+            continue
+        (d,) = neighbor_list("d", f.atoms, r_cut)
+        if len(d) and d.min() < best[0]:
+            best = (float(d.min()), f.source)
+    return best
 
 
 def split(frames, fraction: float, seed: int, stratify: bool = False, train_only=()):

@@ -531,6 +531,29 @@ class Fitter:
                            f"table (e.g. reference_energies = {{ {species[0]} = -3.1 }}) or use 'fit'")
         self.blocks["e0"] = e0
 
+    def _check_data(self):
+        """Warn when the data cannot determine the model: duplicate configurations, and fewer labels
+        than parameters (the ridge then decides the rest, silently)."""
+        from .grade import _key
+
+        seen, dup, n_labels = set(), 0, 0
+        for f in self.train:
+            k = _key(f.atoms)
+            if k in seen:
+                dup += 1
+                continue
+            seen.add(k)
+            n_labels += (f.energy is not None) + (3 * f.n_atoms if f.forces is not None else 0) + \
+                (6 if f.stress is not None else 0)
+        if dup:
+            self._warn("duplicates", f"{dup} of the {len(self.train)} training configurations repeat another one "
+                                     f"(same atoms, positions and cell): they add no information")
+        n_params = cached_schedule(self.spec).n_params
+        if n_labels < n_params:
+            self._warn("underdetermined", f"the distinct training configurations hold {n_labels} labels (energies, "
+                                          f"force and stress components) for {n_params} parameters: the fit is underdetermined and "
+                                          f"the ridge decides the rest; add data or use a smaller spec")
+
     def _check_r_min(self):
         """Warn when training pairs lie below r_min, where the Chebyshev basis is extrapolated (it grows
         fast outside [r_min, r_cut]); MTP practice is r_min at about the shortest training distance."""
@@ -561,6 +584,7 @@ class Fitter:
         s = self.settings
         self._fit_e0()
         self._check_r_min()
+        self._check_data()
         for k in range(self.spec.cores, 1, -1):
             right_orthogonalize(self.spec, self.blocks, k)
         check = self.valid or self.train

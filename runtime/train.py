@@ -193,9 +193,12 @@ def fit_config(path, progress: bool = True, log=print):
     test = dataset.read(cfg["test"], spec.species, need=("energy",), missing="skip", keys=keys) if cfg["test"] else []
     out = cfg["output"]
     _check_writable(out)
+    from .cost import summary
+    from .potential import cached_schedule
+
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
         f"{len(train)} training / {len(valid)} validation configurations "
-        f"({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms)")
+        f"({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms)\nmodel: {summary(cached_schedule(spec))}")
 
     def warn(msg):
         if progress:  # above the progress bar, not through it

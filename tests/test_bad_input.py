@@ -280,3 +280,42 @@ def test_lammps_export_never_puts_a_strange_file_name_into_the_input(tiny, tmp_p
     text = (out / "in.etn").read_text()
     assert "shell" not in text and "pair_coeff      * * model.etn" in text
     assert (out / "model.etn").exists()
+
+
+# -- MLIP .cfg files: nothing dropped or reinterpreted silently --------------------------------------
+def test_cfg_reader_refuses_what_it_would_get_wrong(tmp_path):
+    from etn.dataset import DataError, read_cfg
+
+    from .test_fit import _emt_frames, _write_cfg
+
+    species = ["Cu", "Ni", "Pd", "Ag", "Au"]
+    _write_cfg(_emt_frames(2, 3), tmp_path / "good.cfg", species)
+    text = (tmp_path / "good.cfg").read_text()
+    assert len(read_cfg(tmp_path / "good.cfg", species)) == 2
+    n = int(text.split("Size\n", 1)[1].split("\n", 1)[0])
+    cases = {
+        "Size too small": (text.replace(f"Size\n {n}\n", f"Size\n {n - 1}\n", 1), "more atom lines than Size"),
+        "misspelt Supercell": (text.replace("Supercell", "Supercel", 1), "unknown MLIP .cfg line 'Supercel'"),
+        "no END_CFG": (text[: text.rindex("END_CFG")], "has no END_CFG"),
+        "two BEGIN_CFG": (text.replace("END_CFG\n", "", 1), "BEGIN_CFG before the END_CFG"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / "bad.cfg").write_text(content)
+        with pytest.raises(DataError, match=message):
+            read_cfg(tmp_path / "bad.cfg", species)
+
+
+def test_a_fit_on_copies_of_one_configuration_says_so():
+    from ase.calculators.emt import EMT
+
+    from etn.dataset import Frame
+    from etn.fit import FitSettings, Fitter
+
+    a = random_cluster(("Cu",), n=4, seed=1)
+    a.calc = EMT()
+    frames = [Frame(a.copy(), a.get_potential_energy(), a.get_forces(), None, "x", "") for _ in range(10)]
+    f = Fitter(etn.catalogue.load("tiny"), frames, None, FitSettings(sweeps=1), progress=False)
+    f.run()
+    text = " ".join(f.warnings)
+    assert "9 of the 10 training configurations repeat another one" in text
+    assert "underdetermined" in text

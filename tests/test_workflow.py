@@ -159,3 +159,21 @@ def test_fit_says_why_it_stopped_and_plots_survive_odd_group_names(tmp_path):
     metrics.parity_plot(rows, tmp_path / "p.png", "a $title")
     metrics.learning_curve(f.history, tmp_path / "l.png", f.best_sweep)
     assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "l.png").stat().st_size > 1000
+
+
+def test_spec_presets_and_cost_estimate(tmp_path, capsys):
+    from etn.cost import estimate_us, flops, neighbours
+
+    write(tmp_path / "d.xyz", labelled(3))
+    assert main(["spec", "--species", "Cu", "Ni", "--size", "small", "--data", str(tmp_path / "d.xyz")]) == 0
+    out = capsys.readouterr().out
+    spec = etn.Spec.from_toml("\n".join(ln for ln in out.splitlines() if not ln.startswith("#")))
+    shortest, _ = dataset.shortest(dataset.read(tmp_path / "d.xyz", ["Cu", "Ni"]), 5.0)
+    assert spec.species == ("Cu", "Ni") and spec.cores == 2 and spec.repulsion == "zbl"
+    assert spec.r_min <= shortest < spec.r_min + 0.05
+    assert "parameters; estimated" in out and f"{etn.schedule(spec).n_params:,} parameters" in out
+    # the estimate is the schedule's FLOPs over a measured rate: bigger specs cost more
+    small, medium = (etn.schedule(etn.catalogue.load(n)) for n in ("small", "default"))
+    assert flops(medium) > 3 * flops(small)
+    assert neighbours(5.0) == pytest.approx(4 / 3 * np.pi * 125 * 0.07)
+    assert estimate_us(medium) / estimate_us(small) == pytest.approx(flops(medium) / flops(small), rel=1e-12)
