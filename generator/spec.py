@@ -292,7 +292,11 @@ class Spec:
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"spec file {path} does not exist")
-        return cls.from_toml(path.read_text(), str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file {path} is not a text (TOML) file") from None
+        return cls.from_toml(text, str(path))
 
     def to_toml(self) -> str:
         d = self.to_dict()

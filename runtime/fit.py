@@ -518,6 +518,13 @@ class Fitter:
         C, E, lonely = np.array(counts, dtype=float), np.array(E), np.array(lonely)
         if ref == "fit":
             self.blocks["e0"], *_ = np.linalg.lstsq(C, E, rcond=None)
+            present = C.sum(axis=0) > 0
+            if np.linalg.matrix_rank(C[:, present]) < present.sum():
+                self._warn("e0", f"the training compositions do not determine the reference energies of "
+                                 f"{', '.join(s for s, p in zip(species, present) if p)} one by one (e.g. data of "
+                                 f"one fixed composition): energies of other compositions, isolated atoms included, "
+                                 f"will be wrong; set reference_energies to 'isolated' (with single-atom "
+                                 f"configurations in the data) or to a table of element = eV")
             return
         e0 = np.full(S, np.nan)
         for t in range(S):

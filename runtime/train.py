@@ -74,10 +74,14 @@ def load_config(path) -> dict:
     from .generator import Spec
 
     path = Path(path)
+    if not path.is_file():
+        raise FitError(f"fit configuration {path} does not exist")
     try:
         cfg = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise FitError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise FitError(f"{path} is not a text (TOML) file") from None
     for section, body in cfg.items():
         if section not in _KEYS or not isinstance(body, dict):
             raise FitError(f"{path}: unknown section [{section}] (known: {', '.join('[' + k + ']' for k in _KEYS)})")

@@ -319,3 +319,34 @@ def test_a_fit_on_copies_of_one_configuration_says_so():
     text = " ".join(f.warnings)
     assert "9 of the 10 training configurations repeat another one" in text
     assert "underdetermined" in text
+
+
+def test_binary_files_where_text_belongs(tmp_path, capsys):
+    (tmp_path / "x.toml").write_bytes(b"\xff\xfe\x00binary")
+    assert main(["inspect", str(tmp_path / "x.toml")]) == 2
+    assert main(["fit", str(tmp_path / "x.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("not a text (TOML) file" in e for e in err)
+    assert main(["fit", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_composition_cannot_fix_the_reference_energies():
+    """Data of one fixed composition (as the TiAl tutorial set) leave e0 of each element undetermined:
+    the fit says so and names the settings that fix it."""
+    from ase.calculators.emt import EMT
+
+    from etn.dataset import Frame
+    from etn.fit import FitSettings, Fitter
+
+    from .conftest import random_crystal
+
+    frames = []
+    for seed in range(6):
+        a = random_crystal(["Cu", "Ni"], seed=seed, reps=(1, 1, 1), a=3.6, rattle=0.1)
+        a.symbols = ["Cu", "Ni"] * (len(a) // 2)  # always half and half
+        a.calc = EMT()
+        frames.append(Frame(a, a.get_potential_energy(), a.get_forces(), None, "x", ""))
+    f = Fitter(etn.catalogue.load("binary"), frames, None, FitSettings(sweeps=1), progress=False)
+    f.run()
+    assert any("do not determine the reference energies" in w and "isolated" in w for w in f.warnings)
