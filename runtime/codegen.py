@@ -68,9 +68,33 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
     ctx = _context(sched, dtype, header_name, cores)
     ctx["lanes"] = VECTOR_BYTES // (4 if ctx["dtype"] == "float32" else 8)
     ctx["grade"] = _grade_rows(sched)
+    need = stack_bytes(sched, ctx)
+    if need > STACK_LIMIT:
+        from .generator import SpecError
+
+        raise SpecError(f"spec {sched.spec.hash[:12]}: the per-atom temporaries of its kernels need about "
+                        f"{need / 1e6:.1f} MB of stack per thread (limit {STACK_LIMIT / 1e6:g} MB); lower the bond "
+                        f"ranks or l_max")
     env = environment()
     return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),
                   ctx["dtype"], sched.spec.hash)
+
+
+#: Stack a kernel thread may use for one batch of atoms (OpenMP worker stacks are often 2-8 MB).
+STACK_LIMIT = 4_000_000
+
+
+def stack_bytes(sched: Schedule, ctx: dict | None = None) -> int:
+    """An upper estimate of the stack the C evaluation needs per thread: features and their gradient,
+    left states and right environments, the forward pass's cached temporaries, and path temporaries,
+    one vector (VECTOR_BYTES) per number."""
+    if ctx is None:
+        cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold else c for c in sched.cores)
+        ctx = _context(sched, None, "etn_model.h", cores)
+    b = sched.buffers
+    numbers = (2 * b["features"] + 2 * b["compressed_features"] + 2 * b["h_total"] + 2 * b["path_temp"]
+               + sum(ctx["xc_size"](c) for c in ctx["cores"]))
+    return numbers * VECTOR_BYTES
 
 
 #: CUDA threads per block (one thread per centre atom; see kernels.cu.j2)

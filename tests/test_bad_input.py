@@ -350,3 +350,14 @@ def test_one_composition_cannot_fix_the_reference_energies():
     f = Fitter(etn.catalogue.load("binary"), frames, None, FitSettings(sweeps=1), progress=False)
     f.run()
     assert any("do not determine the reference energies" in w and "isolated" in w for w in f.warnings)
+
+
+def test_a_spec_too_big_for_a_threads_stack_is_refused_before_it_crashes():
+    """Rank-64 bonds on both sides of a core: the kernels' temporaries need ~9 MB of stack per thread (with
+    l_max 8 instead of 4, ~15 MB: a SIGSEGV before); the build refuses such specs with what to change."""
+    from etn.codegen import render
+
+    spec = etn.Spec.from_dict({"species": ["Cu", "Ni"], "r_min": 1.8, "r_cut": 5.0, "n_radial": 8, "l_max": 4,
+                               "cores": 3, "bonds": ["64x0 + 64x1 + 64x2 + 64x3 + 64x4"] * 2})
+    with pytest.raises(etn.SpecError, match="MB of stack per thread .*lower the bond ranks or l_max"):
+        render(etn.schedule(spec))
