@@ -297,6 +297,10 @@ def main(argv=None) -> int:
     except (EtnError, OSError) as e:  # expected failures: bad input, missing files, tools, permissions
         if args.debug:
             raise
+        from . import parallel
+
+        if parallel._world is not None and parallel._world.rank > 0:  # under mpiexec rank 0 speaks for all
+            return 2
         msg = str(e) if isinstance(e, EtnError) or not getattr(e, "filename", None) else \
             f"{e.filename}: {e.strerror or e}"
         print(f"etn: error: {msg}", file=sys.stderr)

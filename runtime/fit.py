@@ -235,12 +235,16 @@ class Fitter:
     """ALS/DMRG fit of one spec to training frames; ``run()`` returns the best :class:`Potential`."""
 
     def __init__(self, spec: Spec, train, valid=None, settings: FitSettings | None = None, progress: bool = True,
-                 init: Potential | None = None, on_warning=None):
+                 init: Potential | None = None, on_warning=None, comm=None):
+        from .parallel import world
+
         self.settings = s = settings or FitSettings()
         if not train:
             raise FitError("no training configurations")
         self.train, self.valid = list(train), list(valid or [])
-        self.progress = progress
+        # under mpiexec each rank takes its share of the configurations in every sum (etn.parallel)
+        self.comm = comm if comm is not None else world()
+        self.progress = progress and self.comm.rank == 0
         pot = init or Potential.random(spec, seed=s.seed, scale=s.init_scale)
         if pot.spec != spec:
             raise FitError("the initial model has a different spec from the one being fitted")
@@ -266,7 +270,7 @@ class Fitter:
             return
         self._warned.add(key)
         self.warnings.append(message)
-        if self.on_warning:
+        if self.on_warning and self.comm.rank == 0:
             self.on_warning(message)
 
     # -- model state --------------------------------------------------------------------------------
@@ -295,6 +299,7 @@ class Fitter:
         memory stays at the normal matrix plus one batch whatever the size of the training set.
         """
         sched = cached_schedule(self.spec)
+        frames = self.comm.share(frames)  # this rank's configurations; the sums over ranks come at the end
         gs = [self._groups()[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
         n = self.spec.n_species + sum(g.size for g in gs)
         XtX, Xty, yty = np.zeros((n, n)), np.zeros(n), 0.0
@@ -309,6 +314,8 @@ class Fitter:
                 batch, size = [], 0
         if batch:
             yty += self._accumulate(rows, params, gs, batch, residual, XtX, Xty)
+        if self.comm.size > 1:  # one reduction per solve: the normal matrix, the right side and yᵀy
+            XtX, Xty, yty = self.comm.sum(XtX), self.comm.sum(Xty), self.comm.sum(yty)
         return XtX, Xty, yty
 
     def _accumulate(self, rows, params, gs, frames, residual, XtX, Xty) -> float:
@@ -403,6 +410,7 @@ class Fitter:
             rest, cond = solve_normal(XtX[S:, S:], Xty[S:] - XtX[S:, :S] @ e0, self.settings.regularization,
                                       self.settings.ridge)
             theta = np.concatenate([e0, rest])
+        theta = self.comm.bcast(theta)  # rank 0's solution on every rank: the ranks stay identical
         if not np.all(np.isfinite(theta)):
             raise FitError(f"the least-squares problem of {group_name} has no finite solution; raise regularization "
                            f"(now {self.settings.regularization:g})")
@@ -474,8 +482,8 @@ class Fitter:
         terms are multiplied by its ``weight``."""
         s = self.settings
         pot = pot or self.potential()
-        total = 0.0
-        for f in frames:
+        total, n = 0.0, len(frames)
+        for f in self.comm.share(frames):
             r = pot.evaluate(f.atoms, forces=f.forces is not None, stress=f.stress is not None and f.atoms.cell.rank == 3)
             N, w = f.n_atoms, f.weight
             if f.energy is not None:
@@ -484,7 +492,7 @@ class Fitter:
                 total += w * s.force_weight * float(np.sum((r["forces"] - f.forces) ** 2)) / N
             if "stress" in r and f.stress is not None:
                 total += w * s.stress_weight * float(np.sum(((r["stress"] - f.stress) * f.atoms.get_volume() / N) ** 2))
-        return total / max(len(frames), 1)
+        return self.comm.sum(total) / max(n, 1)
 
     # -- sweeps -------------------------------------------------------------------------------------
     def _fit_e0(self):
@@ -506,13 +514,18 @@ class Fitter:
             self.blocks["e0"] = np.array([float(ref[s]) for s in species])
             return
         counts, E, lonely = [], [], []
-        for f in self.train:
+        from .neighbors import species_indices
+
+        for f in self.train:  # compositions from the symbols: no neighbour list for all configurations
             if f.energy is None:
                 continue
-            pr = self._pairs(f)
-            counts.append(np.bincount(pr.species, minlength=S))
+            counts.append(np.bincount(species_indices(f.atoms, species), minlength=S))
             E.append(f.energy)
-            lonely.append(pr.n_atoms == 1 and not np.any(np.sum(pr.r ** 2, axis=1) < self.spec.r_cut ** 2))
+            if f.n_atoms == 1:
+                pr = self._pairs(f)
+                lonely.append(not np.any(np.sum(pr.r ** 2, axis=1) < self.spec.r_cut ** 2))
+            else:
+                lonely.append(False)
         if not E:
             raise FitError("no training configuration has an energy")
         C, E, lonely = np.array(counts, dtype=float), np.array(E), np.array(lonely)
@@ -564,9 +577,11 @@ class Fitter:
     def _check_r_min(self):
         """Warn when training pairs lie below r_min, where the Chebyshev basis is extrapolated (it grows
         fast outside [r_min, r_cut]); MTP practice is r_min at about the shortest training distance."""
-        d2 = [float(np.min(np.sum(p.r ** 2, axis=1))) for p in map(self._pairs, self.train) if len(p.r)]
-        if d2 and min(d2) < self.spec.r_min ** 2:
-            short = math.sqrt(min(d2))
+        d2 = [float(np.min(np.sum(p.r ** 2, axis=1))) for p in map(self._pairs, self.comm.share(self.train))
+              if len(p.r)]
+        d2 = self.comm.min(min(d2, default=math.inf))
+        if d2 < self.spec.r_min ** 2:
+            short = math.sqrt(d2)
             self._warn("r_min", f"training pairs come as close as {short:.3f} Å, below the spec's r_min "
                                 f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
                                 f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
@@ -616,6 +631,8 @@ class Fitter:
                             self.spec = left_orthogonalize(self.spec, self.blocks, k, s.rank_tol, s.max_rank)
                         elif direction == "left" and k > 1:
                             right_orthogonalize(self.spec, self.blocks, k)
+                    if self.comm.size > 1:  # rank 0's orthogonalised blocks everywhere: no drift between ranks
+                        self.spec, self.blocks = self.comm.bcast((self.spec, self.blocks))
                     bar.update(1)
                 pot = self.potential()
                 val = self.loss(check, pot)

@@ -148,6 +148,10 @@ def load_config(path) -> dict:
             "output": out if out.is_absolute() else base / out}
 
 
+def _quiet(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
 def _check_writable(out: Path) -> None:
     """Fail before the fit, not after it, when the output folder cannot be written."""
     try:
@@ -173,9 +177,20 @@ def set_threads(n: int | None) -> None:
 
 
 def fit_config(path, progress: bool = True, log=print):
-    """Run the fit that ``path`` describes; returns (potential, report dict)."""
+    """Run the fit that ``path`` describes; returns (potential, report dict). Under ``mpiexec -n N`` the
+    ranks share the work (etn.parallel) and rank 0 alone writes and reports; the others return (pot, None)."""
+    from dataclasses import replace
+
+    from .parallel import world
+
+    comm = world()
+    if comm.rank > 0:
+        log = _quiet  # noqa: F811
+        progress = False
     cfg = load_config(path)
     spec, s = cfg["spec"], cfg["settings"]
+    if comm.size > 1 and not s.threads:  # share the node's cores between its ranks
+        s = replace(s, threads=max(1, (os.cpu_count() or 1) // comm.local_size))
     set_threads(s.threads)
     need = ("energy", "forces") if s.force_weight > 0 else ("energy",)
     keys = cfg["keys"]
@@ -196,11 +211,20 @@ def fit_config(path, progress: bool = True, log=print):
         f.weight = float(cfg["weights"].get(f.config_type, 1.0))
     test = dataset.read(cfg["test"], spec.species, need=("energy",), missing="skip", keys=keys) if cfg["test"] else []
     out = cfg["output"]
-    _check_writable(out)
+    err = None
+    if comm.rank == 0:
+        try:
+            _check_writable(out)
+        except FitError as e:
+            err = str(e)
+    err = comm.bcast(err)
+    if err:
+        raise FitError(err)
     from .cost import summary
     from .potential import cached_schedule
 
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
+        + (f"{comm.size} MPI ranks ({s.threads} threads each), " if comm.size > 1 else "") +
         f"{len(train)} training / {len(valid)} validation configurations "
         f"({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms)\nmodel: {summary(cached_schedule(spec))}")
 
@@ -212,10 +236,12 @@ def fit_config(path, progress: bool = True, log=print):
         else:
             log(f"warning: {msg}")
 
-    fitter = Fitter(spec, train, valid, s, progress=progress, init=cfg["init"], on_warning=warn)
+    fitter = Fitter(spec, train, valid, s, progress=progress, init=cfg["init"], on_warning=warn, comm=comm)
     t0 = time.perf_counter()
     pot = fitter.run(on_polish=lambda i, l: log(f"polish step {i}: training loss {l:.4g}"))
     seconds = time.perf_counter() - t0
+    if comm.rank > 0:
+        return pot, None
     pot.metadata.update({"train_files": cfg["train"], "fit_seconds": round(seconds, 2)})
     for name in ("model.etn", "model.aset"):  # an earlier fit in the same folder is kept, not replaced
         if (out / name).exists():
