@@ -6,7 +6,8 @@ rank 0 solves and sends the solution to all, and writes the outputs. Losses are 
 Without ``mpiexec`` (or with one rank) nothing of this is imported and the fit runs as always.
 
 The communication per solve is the normal matrix of the group being solved (n² numbers) and n + 1
-more: :attr:`World.sent` counts the bytes this rank contributed to sums, for the benchmark.
+more: :attr:`World.sent` counts the bytes this rank contributed to sums and :attr:`World.calls` the
+sums, for the benchmark (``benchmarks/mpi_fit.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Serial:
     """One process: the operations of :class:`World` as identities."""
 
     rank, size, local_size = 0, 1, 1
-    sent = 0
+    sent = calls = 0
 
     def sum(self, x):
         return x
@@ -53,10 +54,11 @@ class World(Serial):
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.local_size = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()  # ranks on this node
-        self.sent = 0
+        self.sent = self.calls = 0
 
     def sum(self, x):
         """The sum over the ranks of a number or an array (every rank gets it)."""
+        self.calls += 1
         if np.isscalar(x):
             self.sent += 8
             return self.comm.allreduce(float(x), op=self.MPI.SUM)
