@@ -44,6 +44,9 @@ def worker(spec_name: str, sweeps: int, out: str) -> None:
     train_files = [f for f in files if Path(f).stem.split("_")[-1] in ("AIMD", "Elastic", "Surface", "SS")]
     train, valid = dataset.split(dataset.read(train_files, spec.species), 0.1, 0)
     threads = max(1, (os.cpu_count() or 1) // comm.local_size)
+    from etn.train import set_threads
+
+    set_threads(threads)  # BLAS too: one thread per core in all
     fitter = Fitter(spec, train, valid, FitSettings(sweeps=sweeps, patience=sweeps, threads=threads), progress=False,
                     comm=comm)
     t0 = time.perf_counter()

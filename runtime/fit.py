@@ -403,14 +403,16 @@ class Fitter:
         """Solve ``e0`` and one group in place; returns the training loss after the solve (per configuration)."""
         XtX, Xty, yty = self._system(group_name, self.train)
         S = self.spec.n_species
-        if self.reference == "fit":
-            theta, cond = solve_normal(XtX, Xty, self.settings.regularization, self.settings.ridge, free=S)
-        else:  # e0 fixed: the normal equations of the group alone, with e0's part of the targets removed
-            e0 = self.blocks["e0"]
-            rest, cond = solve_normal(XtX[S:, S:], Xty[S:] - XtX[S:, :S] @ e0, self.settings.regularization,
-                                      self.settings.ridge)
-            theta = np.concatenate([e0, rest])
-        theta = self.comm.bcast(theta)  # rank 0's solution on every rank: the ranks stay identical
+        theta, cond = None, 0.0
+        if self.comm.rank == 0:  # rank 0 solves; its solution goes to every rank, so the ranks stay identical
+            if self.reference == "fit":
+                theta, cond = solve_normal(XtX, Xty, self.settings.regularization, self.settings.ridge, free=S)
+            else:  # e0 fixed: the normal equations of the group alone, with e0's part of the targets removed
+                e0 = self.blocks["e0"]
+                rest, cond = solve_normal(XtX[S:, S:], Xty[S:] - XtX[S:, :S] @ e0, self.settings.regularization,
+                                          self.settings.ridge)
+                theta = np.concatenate([e0, rest])
+        theta = self.comm.bcast(theta)
         if not np.all(np.isfinite(theta)):
             raise FitError(f"the least-squares problem of {group_name} has no finite solution; raise regularization "
                            f"(now {self.settings.regularization:g})")

@@ -18,8 +18,10 @@ import numpy as np
 
 from .generator.errors import EtnError
 
-#: Environment variables through which launchers tell a process its MPI rank count.
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+#: Environment variables through which launchers (MPICH/Hydra and Slurm's PMI, Open MPI, PMIx) tell a
+#: process that it is one of several MPI ranks.
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+_RANK_VARS = ("PMIX_RANK",)
 
 
 class Serial:
@@ -72,11 +74,7 @@ class World(Serial):
         return self.comm.allreduce(float(x), op=self.MPI.MIN)
 
     def bcast(self, x):
-        """Rank 0's value on every rank."""
-        if isinstance(x, np.ndarray):
-            a = np.ascontiguousarray(x, dtype=np.float64)
-            self.comm.Bcast(a, root=0)
-            return a
+        """Rank 0's value on every rank (any picklable value; the others may pass None)."""
         return self.comm.bcast(x, root=0)
 
     def share(self, items: list) -> list:
@@ -87,11 +85,11 @@ class World(Serial):
 
 def launched_by_mpi() -> bool:
     """Whether a launcher started this process as one of several MPI ranks."""
-    for var in _SIZE_VARS[:2]:
+    for var in _SIZE_VARS:
         v = os.environ.get(var)
         if v and v.isdigit() and int(v) > 1:
             return True
-    return False
+    return any(var in os.environ for var in _RANK_VARS)
 
 
 _world = None

@@ -1,0 +1,155 @@
+"""The GPU check in one command (device tool): correctness of the CUDA backend against carried C
+results, then its speed. Prepared by ``benchmarks/gpu/prepare.py``; rehearsed without a GPU by
+``--rehearse`` (the C backend stands in for CUDA, the speed part is skipped), so that the device run
+cannot fail on a typo.
+
+    bash benchmarks/gpu/run.sh          (on the device: carry .whl .gpu_cache .gpu_ref; writes under $OUT)
+    python3 benchmarks/gpu/check.py --rehearse --out /tmp/gpu_rehearsal
+
+Writes ``check.txt`` / ``check.json`` (per spec, precision and cell: the largest relative differences of
+energy, per-atom energies, forces and stress, and of every design-row group), ``speed.txt`` (the CUDA
+speed benchmark, sizes limited to the time left) and ``env.txt`` (GPU, driver, nvcc, cupy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Agreement required: float64 to round-off, float32 to its precision (relative to each quantity's scale).
+TOL = {"float64": 1e-10, "float32": 2e-4}
+
+
+def install_wheels(site: Path) -> None:
+    """Make etn and what the image lacks importable: the carried wheels, unpacked into ``site``."""
+    try:
+        import etn  # noqa: F401
+        import ase  # noqa: F401
+        import cffi  # noqa: F401
+        return
+    except ImportError:
+        pass
+    whl = sorted(str(p) for p in (ROOT / ".whl").glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(site), *whl],
+                   check=True, capture_output=True)
+    sys.path.insert(0, str(site))
+
+
+def rel(a, b) -> float:
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)) if b.size else 0.0
+
+
+def check(ref, backend_of, design_of, log) -> list[dict]:
+    """Every carried reference case against ``backend_of(dtype)`` and ``design_of`` results."""
+    import numpy as np
+    from ase import Atoms
+
+    import etn
+    from etn.neighbors import pairs
+
+    from prepare import cells  # noqa: E402  (the same configurations)
+
+    rows = []
+    names = sorted({k.split("/")[0] for k in ref.files})
+    for name in names:
+        spec = etn.catalogue.load(name)
+        params = ref[f"{name}/params"]
+        for dtype in ("float64", "float32"):
+            pot = etn.Potential(spec, params, backend=backend_of(dtype))
+            for cname in ("periodic", "cluster", "lone_atom", "dense"):
+                key = f"{name}/{dtype}/{cname}"
+                atoms = Atoms(ref[f"{key}/numbers"], positions=ref[f"{key}/positions"], cell=ref[f"{key}/cell"],
+                              pbc=ref[f"{key}/pbc"])
+                r = pot.evaluate(atoms, stress=atoms.cell.rank == 3)
+                errs = {q: rel(r[q], ref[f"{key}/{q}"]) for q in ("energy", "energies", "forces", "stress")
+                        if f"{key}/{q}" in ref.files}
+                ok = all(e <= TOL[dtype] for e in errs.values())
+                rows.append(dict(spec=name, dtype=dtype, cell=cname, atoms=len(atoms), ok=ok, **errs))
+                log(f"{name:10s} {dtype:7s} {cname:9s} {len(atoms):4d} atoms  " +
+                    "  ".join(f"{q} {e:.1e}" for q, e in errs.items()) + ("" if ok else "  FAIL"))
+        design = design_of(spec)
+        if design is not None:
+            two = cells(spec.species, seed=1)
+            prs = [pairs(two["periodic"], spec), pairs(two["cluster"], spec)]
+            for g in sorted({k.split("/")[2] for k in ref.files if k.startswith(f"{name}/design/")}):
+                got = design.batch(params, prs, g)
+                errs = {q: rel(v, ref[f"{name}/design/{g}/{q}"]) for q, v in zip("EFW", got)}
+                ok = all(e <= TOL["float64"] for e in errs.values())
+                rows.append(dict(spec=name, dtype="float64", cell=f"design {g}", ok=ok, **errs))
+                log(f"{name:10s} design  {g:14s} " + "  ".join(f"{q} {e:.1e}" for q, e in errs.items())
+                    + ("" if ok else "  FAIL"))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
+    ap.add_argument("--rehearse", action="store_true", help="no GPU: the C backend stands in, no speed part")
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds for the whole check (default 420)")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    install_wheels(out / "site")
+    os.environ.setdefault("ETN_CACHE_DIR", str(ROOT / ".gpu_cache"))
+    sys.path.insert(0, str(Path(__file__).parent))
+    import numpy as np
+
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    env = {"rehearsal": a.rehearse}
+    if not a.rehearse:
+        import cupy
+
+        dev = cupy.cuda.Device()
+        env.update(gpu=cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode(), cc=dev.compute_capability,
+                   driver=cupy.cuda.runtime.driverGetVersion(), runtime=cupy.cuda.runtime.runtimeGetVersion(),
+                   cupy=cupy.__version__)
+    env["nvcc"] = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1:] \
+        if subprocess.run(["which", "nvcc"], capture_output=True).returncode == 0 else None
+    (out / "env.txt").write_text(json.dumps(env, indent=1, default=str) + "\n")
+    log(f"GPU check ({'rehearsal: C stands in for CUDA' if a.rehearse else env.get('gpu')}); etn cache {os.environ['ETN_CACHE_DIR']}")
+    ref = np.load(ROOT / ".gpu_ref" / "ref.npz")
+    if a.rehearse:
+        from etn.fit import _design
+
+        backend_of = lambda dtype: f"c-{dtype}"  # noqa: E731
+        design_of = lambda spec: _design(__import__("etn").schedule(spec), "c")  # noqa: E731
+    else:
+        from etn.cuda import CudaDesign
+
+        backend_of = lambda dtype: f"cuda-{dtype}"  # noqa: E731
+        design_of = lambda spec: CudaDesign(__import__("etn").schedule(spec))  # noqa: E731
+    try:
+        rows = check(ref, backend_of, design_of, log)
+    except Exception as e:  # record and go on to the speed part: the device time is spent either way
+        log(f"check stopped: {type(e).__name__}: {e}")
+        rows = []
+    bad = [r for r in rows if not r["ok"]]
+    log(f"{len(rows) - len(bad)} of {len(rows)} cases agree ({time.perf_counter() - t0:.0f} s)")
+    (out / "check.json").write_text(json.dumps(rows, indent=1))
+    (out / "check.txt").write_text("\n".join(lines) + "\n")
+    left = a.budget - (time.perf_counter() - t0)
+    if not a.rehearse and left > 60:
+        max_atoms = 1_000_000 if left > 300 else 100_000
+        with open(out / "speed.txt", "w") as fh:
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cuda_speed.py"), "--max-atoms", str(max_atoms)],
+                           stdout=fh, stderr=subprocess.STDOUT, timeout=max(30, left - 30))
+    return 0 if rows and not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
