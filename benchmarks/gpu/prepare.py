@@ -136,7 +136,7 @@ def main(argv=None) -> None:
         cuda_libraries(a.specs, ROOT / ".gpu_cache")
     sizes = {d: sum(f.stat().st_size for f in (ROOT / d).rglob("*") if f.is_file()) / 2 ** 20
              for d in (".whl", ".gpu_cache", ".gpu_ref") if (ROOT / d).exists()}
-    print("carry: " + ", ".join(f"{d} {mb:.1f} MiB" for d, mb in sizes.items()) + f" (limit 64 MiB in all)")
+    print("carry: " + ", ".join(f"{d} {mb:.1f} MiB" for d, mb in sizes.items()) + " (limit 64 MiB in all)")
 
 
 if __name__ == "__main__":
