@@ -5,7 +5,7 @@ random 5-component alloy at 800 K needs: fit, run MD on the quinary with grades 
 snapshots that extend the active set most, label them with EMT, refit, until an MD run stays
 below γ = 2. Prints the force error on fresh quinary snapshots after every iteration.
 
-    python3 examples/active_learning.py          (about a minute on two cores)
+    python3 examples/active_learning.py          (a few seconds on two cores)
 """
 
 import itertools
