@@ -304,22 +304,26 @@ class Grader:
     """Rows and grades of one model: ``Grader(pot, aset).atoms(atoms)`` → γ per atom."""
 
     def __init__(self, pot, aset: ActiveSet | None = None, group: str | None = None, backend: str = "c"):
-        from .fit import _design
-
         self.pot = pot
         self.aset = aset
         self.group = aset.group if aset is not None else (group or default_group(pot.schedule))
         self.backend = "numpy" if backend == "numpy" else "c"
-        self.rows_of = _design(pot.schedule, self.backend)
         self.cols = species_columns(pot.schedule, self.group)
         # the evaluation kernels write the rows of the default group in the same pass (etn_compute_graded)
         self.fused = self.group == default_group(pot.schedule) and self.cols is not None
+
+    @property
+    def rows_of(self):
+        """The design-row kernels (built on first use: grading through the fused pass needs none)."""
+        from .fit import _design
+
+        return _design(self.pot.schedule, self.backend)
 
     def rows(self, pairs_list) -> np.ndarray:
         """Per-atom rows (ΣN × n) of the group for a list of :class:`~etn.neighbors.Pairs`."""
         return self.rows_of.site_rows(self.pot.params, pairs_list, self.group)
 
-    def _rows_of(self, atoms):
+    def _full_rows(self, atoms):
         """(full rows N × n, species) of one configuration, through the fused pass where it applies."""
         if not self.fused:
             from .neighbors import pairs as make_pairs
@@ -342,14 +346,14 @@ class Grader:
         if self.fused:
             return self.pot.evaluate(atoms, forces=False, stress=False, active_set=self.aset,
                                      backend="numpy" if self.backend == "numpy" else None)["gamma"]
-        X, species = self._rows_of(atoms)
+        X, species = self._full_rows(atoms)
         return self.aset.grade_atoms(X, species)
 
     def configs(self, atoms_list, progress: bool = False):
         """Per configuration: (γ per atom, configuration γ)."""
         out = []
         for atoms in _bar(atoms_list, progress, "grading"):
-            X, species = self._rows_of(atoms)
+            X, species = self._full_rows(atoms)
             out.append((self.aset.grade_atoms(X, species), self.aset.grade_config(X)))
         return out
 
