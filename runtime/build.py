@@ -60,6 +60,25 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def work_folder(root: Path, key: str, error=None) -> Path:
+    """A private build folder in the cache ``root``; ``error`` (an EtnError class) says so if the cache
+    cannot be written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
+    except OSError as e:
+        raise (error or CompilerError)(f"cannot write the kernel cache {root} ({e.strerror or e}); point "
+                                       f"ETN_CACHE_DIR at a writable folder") from None
+
+
+def publish(built: Path, final: Path) -> None:
+    """Move a built module to its cache place, its SHA-256 first (see :func:`_verified`); each step atomic."""
+    stamp = built.with_name(final.name + ".sha256")
+    stamp.write_text(_digest(built) + "\n")
+    os.replace(stamp, final.with_name(stamp.name))
+    os.replace(built, final)
+
+
 def _verified(final: Path) -> bool:
     """Whether a cached module is the one published: its SHA-256 matches the digest written beside it at
     publish time (a truncated, damaged or replaced file does not, and is rebuilt)."""
@@ -138,12 +157,7 @@ def build(source: Source, verbose: bool = False):
     root = cache_dir()
     final = root / key / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     if not (final.exists() and _verified(final)):
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
-        except OSError as e:
-            raise CompilerError(f"cannot write the kernel cache {root} ({e.strerror or e}); point ETN_CACHE_DIR at a "
-                                f"writable folder") from None
+        work = work_folder(root, key, CompilerError)
         try:
             (work / "etn_model.h").write_text(source.header_file())
             (work / "etn_kernels.c").write_text(source.kernels)
@@ -173,10 +187,7 @@ def build(source: Source, verbose: bool = False):
             final.parent.mkdir(parents=True, exist_ok=True)
             for f in ("etn_model.h", "etn_kernels.c"):  # kept beside the module for inspection
                 os.replace(work / f, final.parent / f)
-            stamp = work / (final.name + ".sha256")
-            stamp.write_text(_digest(out) + "\n")
-            os.replace(stamp, final.with_name(stamp.name))
-            os.replace(out, final)  # atomic publish
+            publish(out, final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     mod = _load(name, final)

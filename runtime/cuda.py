@@ -16,13 +16,12 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .build import _digest, _verified, cache_dir
+from .build import _verified, cache_dir, publish, work_folder
 from .codegen import Source, render_cuda
 from .generator.errors import EtnError
 
@@ -85,12 +84,7 @@ def build(source: Source, arch: str) -> Path:
     final = root / key / "libetn_cuda.so"
     if final.exists() and _verified(final):
         return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=root))
-    except OSError as e:
-        raise CudaError(f"cannot write the kernel cache {root} ({e.strerror or e}); point ETN_CACHE_DIR at a "
-                        f"writable folder") from None
+    work = work_folder(root, key, CudaError)
     try:
         r = compile_source(source, work / final.name, [arch])
         if r.returncode != 0:
@@ -102,10 +96,7 @@ def build(source: Source, arch: str) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         for f in ("etn_cuda.h", "etn_kernels.cu"):
             os.replace(work / f, final.parent / f)
-        stamp = work / (final.name + ".sha256")
-        stamp.write_text(_digest(work / final.name) + "\n")
-        os.replace(stamp, final.with_name(stamp.name))
-        os.replace(work / final.name, final)  # atomic publish
+        publish(work / final.name, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final

@@ -8,6 +8,7 @@ absent, plus its ``config_type`` (from the extxyz info, else the file's stem) an
 from __future__ import annotations
 
 import glob
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -258,6 +259,16 @@ def shortest(frames, r_cut: float) -> tuple[float, str]:
         if len(d) and d.min() < best[0]:
             best = (float(d.min()), f.source)
     return best
+
+
+def identity(atoms) -> bytes:
+    """Identity of a configuration up to rounding (1e-6 Å): numbers, positions, cell and pbc hashed; equal for
+    duplicates (the fit's duplicate warning, etn select)."""
+    h = hashlib.sha256(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.round(np.asarray(atoms.positions, dtype=np.float64), 6).tobytes())
+    h.update(np.round(np.asarray(atoms.cell.array, dtype=np.float64), 6).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.digest()
 
 
 def split(frames, fraction: float, seed: int, stratify: bool = False, train_only=()):

@@ -556,11 +556,11 @@ class Fitter:
     def _check_data(self):
         """Warn when the data cannot determine the model: duplicate configurations, and fewer labels
         than parameters (the ridge then decides the rest, silently)."""
-        from .grade import _key
+        from .dataset import identity
 
         seen, dup, n_labels = set(), 0, 0
         for f in self.train:
-            k = _key(f.atoms)
+            k = identity(f.atoms)
             if k in seen:
                 dup += 1
                 continue

@@ -214,12 +214,11 @@ class ActiveSet:
         if -1 in self.atom_blocks:
             raise ActiveSetError("this active set is not per species; the kernels grade per-species sets only")
         if self._kernel is None:
-            n = max(len(b.cols) for b in self.atom_blocks.values())
             S = max(self.atom_blocks) + 1
             rank = np.array([self.atom_blocks[s].rank if s in self.atom_blocks else 0 for s in range(S)], np.int32)
             M = [self.atom_blocks[s].M.reshape(-1) for s in range(S) if s in self.atom_blocks and rank[s]]
-            self._kernel = (np.concatenate(M) if M else np.zeros(1), rank, n)
-        return self._kernel[:2]
+            self._kernel = (np.concatenate(M) if M else np.zeros(1), rank)
+        return self._kernel
 
     def unseen(self, species) -> bool:
         """Whether any of these species indices has no training atoms (its atoms grade inf)."""
@@ -234,7 +233,8 @@ class ActiveSet:
     # -- file ----------------------------------------------------------------------------------------
     def save(self, path) -> None:
         import json
-        import os
+
+        from .modelfile import write_checksummed
 
         lines = [f"{MAGIC} {FORMAT_VERSION}", f"model {self.fingerprint}", f"group {self.group}",
                  f"info {json.dumps(self.info, sort_keys=True)}", f"blocks {len(self.blocks)}"]
@@ -244,13 +244,7 @@ class ActiveSet:
             lines.append("origin " + " ".join(f"{int(c)}:{int(a)}" for c, a in b.origin))
             lines += [" ".join(repr(float(v)) for v in row) for row in b.V]
             lines += [" ".join(repr(float(v)) for v in row) for row in b.A]
-        lines.append("end")
-        body = "\n".join(lines) + "\n"
-        text = body + f"sha256 {hashlib.sha256(body.encode()).hexdigest()}\n"
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_checksummed(path, lines)
 
     @classmethod
     def load(cls, path, pot=None) -> ActiveSet:
@@ -264,14 +258,14 @@ class ActiveSet:
             text = path.read_text()
         except UnicodeDecodeError:
             raise ActiveSetError(f"{path} is not an etn active set (not text)") from None
-        end = text.rfind("\nend\n")
-        tail = text[end + 5:] if end >= 0 else ""
+        from .modelfile import checksummed_body
+
         if not text.startswith(MAGIC + " "):
             raise ActiveSetError(f"{path} is not an etn active set (it does not start with '{MAGIC}')")
-        if end < 0 or not tail.startswith("sha256 ") or \
-                hashlib.sha256(text[:end + 5].encode()).hexdigest() != tail.split()[1]:
+        body = checksummed_body(text)
+        if body is None:
             raise ActiveSetError(f"{path} is truncated or corrupt (checksum); make it again with `etn activeset`")
-        lines = text[:end].split("\n")
+        lines = body.split("\n")
         try:
             version = int(lines[0].split()[1])
             if version > FORMAT_VERSION:
@@ -400,15 +394,6 @@ def build(pot, atoms_list, group: str | None = None, backend: str = "c", progres
     return ActiveSet(fingerprint(pot), g.group, blocks, meta)
 
 
-def _key(atoms) -> bytes:
-    """Identity of a configuration up to rounding (1e-6 Å): for removing duplicate candidates."""
-    h = hashlib.sha256(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
-    h.update(np.round(np.asarray(atoms.positions, dtype=np.float64), 6).tobytes())
-    h.update(np.round(np.asarray(atoms.cell.array, dtype=np.float64), 6).tobytes())
-    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    return h.digest()
-
-
 def select(pot, aset: ActiveSet, candidates, n: int, threshold: float = 1.0 + 1e-6, backend: str = "c",
            progress: bool = False) -> list[tuple[int, float]]:
     """At most ``n`` candidate configurations that extend the atom active sets most, in the order picked.
@@ -418,13 +403,14 @@ def select(pot, aset: ActiveSet, candidates, n: int, threshold: float = 1.0 + 1e
     replaces), which lowers the grades of similar candidates; repeat. Duplicates (the same
     numbers, positions, cell and pbc to 1e-6 Å) count once. Returns ``[(candidate index, γ at pick)]``.
     """
+    from .dataset import identity
     from .neighbors import pairs as make_pairs
 
     g = Grader(pot, aset, backend=backend)
     blocks = {s: Block(b.kind, b.species, b.cols, b.V, b.A.copy(), b.origin) for s, b in aset.atom_blocks.items()}
     seen, Y, owner, unseen = set(), {s: [] for s in blocks}, {s: [] for s in blocks}, []
     for c, atoms in enumerate(_bar(candidates, progress, "candidates: rows")):
-        k = _key(atoms)
+        k = identity(atoms)
         if k in seen:
             continue
         seen.add(k)

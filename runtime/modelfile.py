@@ -54,13 +54,28 @@ def write(path, spec, params: np.ndarray, metadata: dict, etn_version: str) -> N
              f"spec {spec.canonical_json()}", f"metadata {json.dumps(metadata, sort_keys=True)}",
              f"n_params {len(params)}", "params"]
     lines += [repr(float(v)) for v in params]
-    lines.append("end")
-    body = "\n".join(lines) + "\n"
+    write_checksummed(path, lines)
+
+
+def write_checksummed(path, lines: list[str]) -> None:
+    """``lines``, an ``end`` line and ``sha256 <digest of all above>``, written atomically (a reader
+    never sees half a file): the container of model files and active sets."""
+    body = "\n".join(lines + ["end"]) + "\n"
     text = body + f"sha256 {hashlib.sha256(body.encode()).hexdigest()}\n"
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    os.replace(tmp, path)
+
+
+def checksummed_body(text: str) -> str | None:
+    """The text before ``end`` of a file :func:`write_checksummed` wrote, or None when the end marker or
+    checksum is missing or does not match (truncated, edited or damaged)."""
+    end = text.rfind("\nend\n")
+    tail = text[end + 5:] if end >= 0 else ""
+    if end < 0 or not tail.startswith("sha256 ") or hashlib.sha256(text[:end + 5].encode()).hexdigest() != tail.split()[1]:
+        return None
+    return text[:end]
 
 
 def read(path):
@@ -85,11 +100,9 @@ def read(path):
         raise ModelFileError(f"{path} has model-file format {version}, newer than this etn reads "
                              f"({FORMAT_VERSION}); upgrade etn (pip install -U etn)")
     end = text.rfind("\nend\n")
-    tail = text[end + 5:] if end >= 0 else ""
-    if end < 0 or not tail.startswith("sha256 "):
+    if end < 0 or not text[end + 5:].startswith("sha256 "):
         raise ModelFileError(f"{path} is truncated (no end marker and checksum); re-save or re-copy the model")
-    body = text[:end + 5]
-    if hashlib.sha256(body.encode()).hexdigest() != tail.split()[1]:
+    if checksummed_body(text) is None:
         raise ModelFileError(f"{path} is corrupt: its checksum does not match its content "
                              f"(edited or damaged); re-save or re-copy the model")
     header, k = {}, 1
