@@ -6,10 +6,15 @@
 * ``sh``: per ``(l, m)`` the exact monomials of the real solid harmonic ``R_lm`` and of its
   gradient (see :mod:`etn.generator.sph`);
 * ``features``: the layout of ``A_i[c, l, m]`` (channels per ``l``, offsets);
-* ``cores``: per core ``k`` its admissible paths ``(L_in, l, L_out)``, each with its non-zero real CG
-  entries ``(M_in, m, M_out, exact, float)``, the parameter block, the FLOPs of the three contraction
-  orders and the one chosen;
-* ``params``: the flat parameter vector's blocks (name, shape, offset);
+* ``cores``: per core ``k`` its two ``inputs`` (``"A"`` = the features, or a bond index: see
+  :attr:`Spec.graph`) and its admissible paths ``(L_in, l, L_out)``: irrep ``L_in`` of the first
+  input (``h_in``) times irrep ``l`` of the second (``B``: the features, compressed or not, or a
+  bond) into irrep ``L_out`` of bond k; each path with its non-zero real CG entries
+  ``(M_in, m, M_out, exact, float)``, the parameter block, the FLOPs of the three contraction orders
+  and the one chosen. A core with two feature inputs keeps the paths with ``L_in <= l`` only (A ⊗ A
+  is symmetric);
+* ``params``: the flat parameter vector's blocks (name, shape, offset, the core they belong to and
+  the ``group`` a least-squares step solves them in: ``e0``, ``core{k}``, ``core{k}.U``);
 * ``flops``: forward and backward FLOPs per atom as ``per_atom + per_pair * n_neighbours``.
 
 Contraction orders of one path (``n_c`` = channels, ``r_in``/``r_out`` = ranks, ``nnz`` = CG non-zeros)::
@@ -47,10 +52,10 @@ from dataclasses import asdict, dataclass, field
 
 from .cg import admissible, real_cg
 from .sph import monomials, solid_harmonic, solid_harmonic_grad
-from .spec import Spec
+from .spec import FEATURES, Spec
 
 ORDERS = ("hA", "gh", "gA")
-SCHEDULE_VERSION = 3
+SCHEDULE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,12 @@ class Core:
     paths: tuple[Path, ...]
     fold: bool = False  # the C evaluation multiplies U_k into the path blocks (see the module notes)
     folded: tuple[Path, ...] = ()  # the paths as the folded evaluation runs them: n_c = C channels
+    inputs: tuple = ()  # (first, second): "A" or a bond index (Spec.graph); the output is bond k
+
+    @property
+    def constant_input(self) -> bool:
+        """The first input is the constant scalar (bond 0): there is no ρ_in to form."""
+        return self.inputs[0] == 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,8 @@ class Block:
     name: str
     shape: tuple[int, ...]
     offset: int
+    core: int = 0  # 0: e0
+    group: str = "e0"  # the least-squares group (etn.design.groups)
 
     @property
     def size(self) -> int:
@@ -123,6 +136,14 @@ class Schedule:
     @property
     def n_params(self) -> int:
         return sum(b.size for b in self.params)
+
+    def group_blocks(self) -> dict[str, tuple[Block, ...]]:
+        """Blocks per least-squares group, in parameter order: ``e0``, then per core ``core{k}.U``
+        (compressed cores) and ``core{k}``."""
+        out: dict[str, list] = {}
+        for b in self.params:
+            out.setdefault(b.group, []).append(b)
+        return {g: tuple(bs) for g, bs in out.items()}
 
     def block(self, name: str) -> Block:
         if self._blocks is None:
@@ -166,18 +187,18 @@ def _path_flops(r_in, n_c, r_out, L_in, l, L_out, nnz) -> dict:
     }
 
 
-def _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, nnz, first: bool) -> dict:
-    cg = 2 if first else 4  # core 1 forms dB only; later cores dB and ρ_in from each CG entry
+def _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, nnz, constant: bool) -> dict:
+    cg = 2 if constant else 4  # a constant first input: dB only; otherwise dB and ρ_in from each CG entry
     return {
         "hA": 2 * r_in * n_c * r_out * (2 * L_out + 1) + cg * nnz * r_in * n_c,
-        "gh": cg * nnz * n_c * r_out + (0 if first else 2 * r_in * n_c * r_out * (2 * L_in + 1)),
+        "gh": cg * nnz * n_c * r_out + (0 if constant else 2 * r_in * n_c * r_out * (2 * L_in + 1)),
         "gA": 2 * r_in * n_c * r_out * (2 * l + 1) + cg * nnz * r_in * r_out,
     }
 
 
-def _path(L_in, l, L_out, r_in, n_c, r_out, cg, name, first: bool) -> Path:
+def _path(L_in, l, L_out, r_in, n_c, r_out, cg, name, constant: bool) -> Path:
     fl = _path_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg))
-    bw = _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg), first)
+    bw = _path_bwd_flops(r_in, n_c, r_out, L_in, l, L_out, len(cg), constant)
     order = min(ORDERS, key=lambda o_: (fl[o_] + bw[o_], fl[o_], ORDERS.index(o_)))
     return Path(L_in, l, L_out, r_in, n_c, r_out, cg, name, fl, bw, order)
 
@@ -205,38 +226,43 @@ def schedule(spec: Spec) -> Schedule:
     blocks: list[Block] = []
     off = 0
 
-    def add(name, shape):
+    def add(name, shape, core=0, group="e0"):
         nonlocal off
-        blocks.append(Block(name, tuple(shape), off))
+        blocks.append(Block(name, tuple(shape), off, core, group))
         off += blocks[-1].size
+
+    def terms(x, K=0):  # (L, dimension) of one input of a core
+        if x == FEATURES:
+            return [(l, K or chan[l]) for l in range(l_max + 1)]
+        return list(spec.bond(x).terms)
 
     add("e0", (S,))
     cores = []
     fwd_atom = bwd_atom = 0
     for k in range(1, spec.cores + 1):
-        K = spec.K(k)
+        K, (x, y) = spec.K(k), spec.graph[k - 1]
+        species_specific, constant = k == spec.species_core, x == 0
         compress = []
         if K:
             for l in range(l_max + 1):
-                add(f"core{k}.U.l{l}", (chan[l], K))
+                add(f"core{k}.U.l{l}", (chan[l], K), k, f"core{k}.U")
                 compress.append(f"core{k}.U.l{l}")
         paths, folded = [], []
-        b_in, b_out = spec.bond(k - 1), spec.bond(k)
-        for L_in, r_in in b_in.terms:
-            for l in range(l_max + 1):
-                for L_out, r_out in b_out.terms:
-                    if not admissible(L_in, l, L_out):
+        for L_in, r_in in terms(x):
+            for l, n_c in terms(y, K):
+                for L_out, r_out in spec.bond(k).terms:
+                    if not admissible(L_in, l, L_out) or (x == y == FEATURES and L_in > l):
                         continue
                     cg = tuple(
                         CGEntry(M_in, m, M_out, str(v), float(v))
                         for (M_out, M_in, m), v in sorted(real_cg(L_in, l, L_out).items(), key=lambda t: (t[0][1], t[0][2], t[0][0]))
                     )
                     name = f"core{k}.path{L_in}_{l}_{L_out}"
-                    shape = ((S,) if k == 1 else ()) + (r_in, K or chan[l], r_out)
-                    add(name, shape)
-                    paths.append(_path(L_in, l, L_out, r_in, K or chan[l], r_out, cg, name, k == 1))
+                    shape = ((S,) if species_specific else ()) + (r_in, n_c, r_out)
+                    add(name, shape, k, f"core{k}")
+                    paths.append(_path(L_in, l, L_out, r_in, n_c, r_out, cg, name, constant))
                     if K:
-                        folded.append(_path(L_in, l, L_out, r_in, chan[l], r_out, cg, name, k == 1))
+                        folded.append(_path(L_in, l, L_out, r_in, chan[l], r_out, cg, name, constant))
         compress_fb = 2 * sum(2 * chan[l] * K * (2 * l + 1) for l in range(l_max + 1)) if K else 0
         cost = lambda ps: sum(p.flops[p.order] + p.bwd_flops[p.order] for p in ps)  # noqa: E731
         fold = bool(K) and cost(folded) < compress_fb + cost(paths)
@@ -246,7 +272,8 @@ def schedule(spec: Spec) -> Schedule:
             bwd_atom += compress_fb // 2
         fwd_atom += sum(p.flops[p.order] for p in run)
         bwd_atom += sum(p.bwd_flops[p.order] for p in run)
-        cores.append(Core(k, k == 1, K, tuple(compress), tuple(paths), fold, tuple(folded) if fold else ()))
+        cores.append(Core(k, species_specific, K, tuple(compress), tuple(paths), fold, tuple(folded) if fold else (),
+                          (x, y)))
 
     sh_terms = sum(len(r["R"]) for r in sh)
     # ∇(Σ_s G_s Y_s) as the kernels form it: P's monomial coefficients Σ_s coef G_s, then e_a c_e u^(e-a)

@@ -7,15 +7,27 @@ A spec is written as TOML (top-level keys, or a ``[model]`` table) or built in P
     r_cut       = 5.0                       # Å, cutoff radius
     n_radial    = 6                         # N_r, radial functions per neighbour species
     l_max       = 3                         # largest l of the features A[c, l, m]
-    topology    = "tensor_train"            # network topology
-    cores       = 3                         # d, number of cores (= polynomial degree)
-    bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # d-1 inner bonds: rank x L
+    topology    = "tensor_train"            # network topology: "tensor_train" or "tree"
+    cores       = 3                         # n, number of cores (coupling nodes)
+    bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # n-1 inner bonds: rank x L, bond k = core k's output
+    output      = "1x0"                     # irreps of the last core's output: "1x0" = the site energy
     compression = 0                         # K per core (int or list; 0 = none)
     dtype       = "float64"                 # or "float32"
     repulsion   = "zbl"                     # or "none" (default): a ZBL pair term below r_min
 
 :class:`Spec` is frozen and validated on construction; ``Spec.hash`` is a canonical SHA-256 of its
 normalised content (the key of generated code and compiled kernels).
+
+Topology is data: :attr:`Spec.graph` gives every core's two inputs, each the features ``A`` of the
+centre atom or an earlier core's output bond (``0`` is the constant scalar 1). The ``topology`` key
+names the builder of that graph:
+
+* ``tensor_train``: core k couples bond k-1 with ``A`` (core 1: the constant with ``A``); degree n.
+* ``tree``: a balanced binary tree; the n + 1 leaves are ``A``, paired level by level
+  (n = 3: core 1 = (A, A), core 2 = (A, A), core 3 = (bond 1, bond 2)); degree n + 1.
+
+One core is species-specific (its blocks have a leading species index): core 1 of a tensor train,
+the root (core n) of a tree.
 """
 
 from __future__ import annotations
@@ -30,10 +42,13 @@ from pathlib import Path
 
 from .errors import EtnError
 
-TOPOLOGIES = ("tensor_train",)
+TOPOLOGIES = ("tensor_train", "tree")
+#: the input of a core that is the centre atom's features A[c, l, m] (other inputs are bond indices)
+FEATURES = "A"
 DTYPES = ("float64", "float32")
-KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "compression", "dtype",
-        "repulsion")
+KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "output", "compression",
+        "dtype", "repulsion")
+SCALAR = "1x0"
 REPULSIONS = ("none", "zbl")
 #: the ZBL term is switched on over [ZBL_INNER * r_min, r_min]: whole below, none from r_min on
 ZBL_INNER = 0.75
@@ -125,6 +140,8 @@ class Spec:
     compression: tuple[int, ...] = ()
     dtype: str = "float64"
     repulsion: str = "none"
+    output: Irreps = SCALAR
+    _graph: tuple = field(default=(), compare=False, repr=False)
     _hash: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
@@ -171,9 +188,15 @@ class Spec:
             bonds = (bonds,)
         bonds = tuple(Irreps.parse(b, f"bonds[{i}]") for i, b in enumerate(bonds))
         if len(bonds) != self.cores - 1:
-            raise SpecError(f"bonds: a tensor train of {self.cores} cores has {self.cores - 1} inner bonds, "
-                            f"but {len(bonds)} were given")
+            raise SpecError(f"bonds: a {self.topology.replace('_', ' ')} of {self.cores} cores has {self.cores - 1} "
+                            f"inner bonds, but {len(bonds)} were given")
         set_("bonds", bonds)
+        output = Irreps.parse(self.output, "output")
+        if any(r != 1 for _, r in output.terms) or len(output.terms) != 1:
+            raise SpecError(f"output: expected one irrep of rank 1, '1x0' (an energy) or e.g. '1x1' (a vector), "
+                            f"got '{output}'")
+        set_("output", output)
+        set_("_graph", BUILDERS[self.topology](self.cores))
         comp = self.compression
         if comp is None:
             comp = ()
@@ -187,6 +210,10 @@ class Spec:
             if K < 0 or K > C + 1:
                 raise SpecError(f"compression[{k}] = {K}: K must be between 1 and the channel count "
                                 f"n_radial * n_species + 1 = {C + 1} (0 = no compression)")
+        for k, K in enumerate(comp):
+            if K and self._graph[k][0] == FEATURES:
+                raise SpecError(f"compression[{k}] = {K}: core {k + 1} couples the features with themselves "
+                                f"(A, A); compression applies to cores with one feature input: set it to 0")
         if all(K == 0 for K in comp):
             comp = ()
         set_("compression", comp)
@@ -207,11 +234,39 @@ class Spec:
         """Channels of features with angular momentum l: C + 1 for l = 0 (constant), else C."""
         return self.n_channels + (l == 0)
 
+    @property
+    def graph(self) -> tuple[tuple, ...]:
+        """Per core k = 1 … n (index k - 1) its two inputs: ``"A"`` (features) or a bond index j < k
+        (0 = the constant scalar, j > 0 = core j's output). Core k's output is bond k; bond n is the
+        network's output."""
+        return self._graph
+
+    @property
+    def species_core(self) -> int:
+        """The core whose blocks have a leading species index: 1 in a tensor train, n (the root) in a tree."""
+        return 1 if self.topology == "tensor_train" else self.cores
+
+    @property
+    def degree(self) -> int:
+        """Polynomial degree in the features: how many inputs of all cores are ``A``."""
+        return sum(x == FEATURES for ins in self._graph for x in ins)
+
+    @property
+    def is_energy(self) -> bool:
+        """The output is one scalar per atom (a site energy), not a tensor."""
+        return str(self.output) == SCALAR
+
     def bond(self, k: int) -> Irreps:
-        """Bond ``b_k`` for k = 0 … cores (the end bonds are scalars of rank 1)."""
-        if k == 0 or k == self.cores:
+        """Bond ``b_k`` for k = 0 … cores: 0 is the constant scalar, k the output of core k, n the output."""
+        if k == 0:
             return Irreps(((0, 1),))
+        if k == self.cores:
+            return self.output
         return self.bonds[k - 1]
+
+    def input_Ls(self, x) -> tuple[int, ...]:
+        """The irreps L an input of a core carries (``"A"``: 0 … l_max)."""
+        return tuple(range(self.l_max + 1)) if x == FEATURES else self.bond(x).Ls
 
     def K(self, k: int) -> int:
         """Channel compression of core k (1-based); 0 = uncompressed."""
@@ -222,27 +277,34 @@ class Spec:
         return self._hash
 
     def _check_reachable(self):
+        """Every irrep of every bond must be formed from the inputs and feed the output."""
         from .cg import admissible
 
-        fwd = [{0}]
-        for k in range(1, self.cores + 1):
-            Ls = set(self.bond(k).Ls)
-            fwd.append({Lo for Lo in Ls if any(admissible(Li, l, Lo) for Li in fwd[-1] for l in range(self.l_max + 1))})
-        bwd = [set()] * (self.cores + 1)
-        bwd[self.cores] = {0}
-        for k in range(self.cores - 1, -1, -1):
-            Ls = set(self.bond(k).Ls)
-            bwd[k] = {Li for Li in Ls if any(admissible(Li, l, Lo) for Lo in bwd[k + 1] for l in range(self.l_max + 1))}
-        # unreachable from the input: report the leftmost bond; cannot reach the output: the rightmost
-        checks = [(k, set(self.bond(k).Ls) - fwd[k], "from the input") for k in range(1, self.cores)]
-        checks += [(k, set(self.bond(k).Ls) - bwd[k], "to the scalar output") for k in range(self.cores - 1, 0, -1)]
+        n, A = self.cores, tuple(range(self.l_max + 1))
+        fwd = {0: {0}}
+        for k, (x, y) in enumerate(self._graph, 1):
+            Lx, Ly = (A if x == FEATURES else fwd[x]), (A if y == FEATURES else fwd[y])
+            fwd[k] = {Lo for Lo in self.bond(k).Ls if any(admissible(a, b, Lo) for a in Lx for b in Ly)}
+        bwd = {n: set(self.bond(n).Ls)}
+        for k in range(n, 0, -1):
+            x, y = self._graph[k - 1]
+            for this, other in ((x, y), (y, x)):
+                if this == FEATURES or this == 0:
+                    continue
+                Lo_ = A if other == FEATURES else fwd[other]
+                bwd[this] = {L for L in self.bond(this).Ls
+                             if any(admissible(L, b, Lo) for b in Lo_ for Lo in bwd.get(k, ()))}
+        out = "to the scalar output" if self.is_energy else f"to the output '{self.output}'"
+        # unreachable from the input: report the first bond; cannot reach the output: the last
+        checks = [(k, set(self.bond(k).Ls) - fwd[k], "from the input") for k in range(1, n)]
+        checks += [(k, set(self.bond(k).Ls) - bwd.get(k, set()), out) for k in range(n - 1, 0, -1)]
         for k, dead, side in checks:
             if dead:
                 raise SpecError(f"bonds[{k - 1}] = '{self.bond(k)}': L={sorted(dead)} cannot be coupled {side} with "
                                 f"l_max={self.l_max} (triangle rule and even L_in + l + L_out); "
                                 f"remove them or raise l_max")
-        if 0 not in fwd[self.cores]:
-            raise SpecError("the network cannot produce a scalar (L = 0) output: check bonds and l_max")
+        if not fwd[n]:
+            raise SpecError(f"the network cannot produce its output '{self.output}': check bonds and l_max")
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -254,6 +316,8 @@ class Spec:
         }
         if self.repulsion != "none":  # absent when off, so specs written before it keep their hash
             d["repulsion"] = self.repulsion
+        if not self.is_energy:  # likewise
+            d["output"] = str(self.output)
         return d
 
     def canonical_json(self) -> str:
@@ -310,3 +374,27 @@ class Spec:
 
     def __repr__(self) -> str:
         return f"Spec.from_toml({self.to_toml()!r})"
+
+
+def tensor_train(n: int) -> tuple[tuple, ...]:
+    """Core k = (bond k-1, A): a chain; core 1 takes the constant."""
+    return tuple((k - 1, FEATURES) for k in range(1, n + 1))
+
+
+def tree(n: int) -> tuple[tuple, ...]:
+    """A balanced binary tree of n cores over n + 1 feature leaves, paired level by level left to right
+    (an odd item out moves up a level); the last core is the root."""
+    items, graph = [FEATURES] * (n + 1), []
+    while len(items) > 1:
+        nxt = []
+        for i in range(0, len(items) - 1, 2):
+            a, b = items[i], items[i + 1]
+            graph.append((b, a) if a == FEATURES and b != FEATURES else (a, b))  # a bond, if any, comes first
+            nxt.append(len(graph))
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return tuple(graph)
+
+
+BUILDERS = {"tensor_train": tensor_train, "tree": tree}

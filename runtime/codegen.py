@@ -15,6 +15,7 @@ import jinja2
 import numpy as np
 
 from .generator.schedule import Schedule
+from .generator.spec import FEATURES
 
 CTYPES = {"float64": "double", "float32": "float"}
 
@@ -67,7 +68,7 @@ def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_mo
     cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold else c for c in sched.cores)
     ctx = _context(sched, dtype, header_name, cores)
     ctx["lanes"] = VECTOR_BYTES // (4 if ctx["dtype"] == "float32" else 8)
-    ctx["grade"] = _grade_rows(sched)
+    ctx["grade"] = _grade_rows(sched, ctx)
     need = stack_bytes(sched, ctx)
     if need > STACK_LIMIT:
         from .generator import SpecError
@@ -92,7 +93,9 @@ def stack_bytes(sched: Schedule, ctx: dict | None = None) -> int:
         cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold else c for c in sched.cores)
         ctx = _context(sched, None, "etn_model.h", cores)
     b = sched.buffers
+    pairs_of_A = sum(c.inputs == ("A", "A") for c in sched.cores)  # each A x A core's second feature adjoint
     numbers = (2 * b["features"] + 2 * b["compressed_features"] + 2 * b["h_total"] + 2 * b["path_temp"]
+               + pairs_of_A * b["features"]
                + sum(ctx["xc_size"](c) for c in ctx["cores"]))
     return numbers * VECTOR_BYTES
 
@@ -101,24 +104,24 @@ def stack_bytes(sched: Schedule, ctx: dict | None = None) -> int:
 CUDA_THREADS = 128
 
 
-def _grade_rows(sched: Schedule) -> dict:
+def _grade_rows(sched: Schedule, ctx: dict) -> dict:
     """What etn_compute_graded needs to write the rows of extrapolation grades (etn.grade): dV/dg of the
-    species-specific core 1 for the centre's species, in the design group's column order. With
-    compression, core 1's features B = U^T A are formed first (per l; the evaluation may have folded U
-    into g and never formed them); per path R[c, b] = sum_m CG B[c, m] rho_1[b, M_out] from the right
-    environment rho_1 of the backward pass (B = A without compression)."""
-    core, feats = sched.cores[0], sched.features
-    K = core.K
+    species-specific core for the centre's species, in the design group's column order: per path
+    R[a, c, b] = sum CG h_in[a, M_in] B[c, m] rho[b, M_out], from the core's inputs of the forward pass and
+    the right environment rho = dV/dh_k of the backward pass. With compression, the core's features
+    B = U^T A are formed first (per l; the evaluation may have folded U into g and never formed them)."""
+    core = next(c for c in sched.cores if c.species_specific)
+    feats, K = sched.features, core.K
     ls = [dict(l=l, n_a=feats["channels"][l], a_off=feats["offsets"][l], b_off=K * l * l,
-               U=sched.block(f"core1.U.l{l}").offset) for l in range(sched.spec.l_max + 1)] if K else []
+               U=sched.block(core.compress[l]).offset) for l in range(sched.spec.l_max + 1)] if K else []
     paths, off = [], 0
     for p in core.paths:
-        assert p.L_in == 0 and p.r_in == 1, "core 1 starts from the scalar bond"
-        n_c = K or feats["channels"][p.l]
-        paths.append(dict(l=p.l, L_out=p.L_out, r_out=p.r_out, n_c=n_c, cg=p.cg, off=off,
-                          f_off=K * p.l * p.l if K else feats["offsets"][p.l]))
-        off += n_c * p.r_out
-    return dict(K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"])
+        paths.append(dict(L_in=p.L_in, l=p.l, L_out=p.L_out, r_in=p.r_in, n_c=p.n_c, r_out=p.r_out, cg=p.cg, off=off,
+                          h_off=ctx["in_off"](core, p.L_in), f_off=ctx["foff"](core, p.l),
+                          rho_off=ctx["bond_offset"](core.k, p.L_out)))
+        off += p.r_in * p.n_c * p.r_out
+    return dict(k=core.k, K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"],
+                h=ctx["xname"](core), B="Bg" if K else ctx["fname"](core))
 
 
 def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
@@ -202,9 +205,38 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
 
     bond_offsets = [{t["L"]: t["offset"] for t in b["terms"]} for b in sched.bonds]
 
+    def in_off(core, L):
+        """Offset of irrep L in core k's first input (a bond's state, or the features A)."""
+        x = core.inputs[0]
+        return sched.features["offsets"][L] if x == FEATURES else bond_offsets[x][L]
+
     def foff(core, l):
-        """Offset of irrep l in core k's feature array (B_k = U_k^T A if compressed, else A)."""
+        """Offset of irrep l in core k's second input: its features (B_k = U_k^T A if compressed, else A)
+        or a bond's state."""
+        y = core.inputs[1]
+        if y != FEATURES:
+            return bond_offsets[y][l]
         return core.K * l * l if core.K else sched.features["offsets"][l]
+
+    def fname(core):
+        """The C array of core k's second input."""
+        y = core.inputs[1]
+        return f"B{core.k}" if core.K else "A" if y == FEATURES else f"h{y}"
+
+    def dname(core):
+        """The C array that takes the adjoint of core k's second input (dB_k is expanded into dA)."""
+        y = core.inputs[1]
+        return f"dB{core.k}" if core.K else "dA" if y == FEATURES else f"rho{y}"
+
+    def rho_in_name(core):
+        """The C array that takes the adjoint of core k's first input (none for the constant)."""
+        x = core.inputs[0]
+        return "NULL" if x == 0 else "dA" if x == FEATURES else f"rho{x}"
+
+    def inputs_text(core):
+        x, y = core.inputs
+        name = lambda v: "A" if v == FEATURES else f"bond {v}"  # noqa: E731
+        return f"bond {x}" if y == FEATURES and x != FEATURES else f"{name(x)} x {name(y)}"
 
     # the folded cores' blocks g'[(s,) a, c, b] = sum_K U[l, c, K] g[(s,) a, K, b] in the buffer F, in path order
     folds, fold_off, n_fold = [], {}, 0
@@ -231,7 +263,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
     for c in cores:
         off = 0
         for p in c.paths:
-            size = {"gA": p.r_in * p.r_out * (2 * p.l + 1) if c.k > 1 else 0,
+            size = {"gA": p.r_in * p.r_out * (2 * p.l + 1) if not c.constant_input else 0,
                     "gh": p.n_c * p.r_out * (2 * p.L_in + 1)}.get(p.order, 0)
             if size:
                 xc[c.k, p.param] = off
@@ -249,8 +281,9 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
         n_sh=sched.features["n_sh"], features=features, bonds=sched.bonds, cores=cores,
         sh=[dict(row, index=k) for k, row in enumerate(sched.sh)], header_name=header_name,
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
-        bond_offset=lambda k, L: bond_offsets[k][L], foff=foff, gptr=gptr,
-        fname=lambda core: f"B{core.k}" if core.K else "A", folds=folds, n_fold=n_fold,
+        bond_offset=lambda k, L: bond_offsets[k][L], in_off=in_off, foff=foff, gptr=gptr, fname=fname, dname=dname,
+        xname=lambda core: "A" if core.inputs[0] == FEATURES else f"h{core.inputs[0]}", rho_in_name=rho_in_name,
+        inputs_text=inputs_text, folds=folds, n_fold=n_fold,
         pname=lambda core: "F" if any(p.param in fold_off for p in core.paths) else "P",
         xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
         xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),

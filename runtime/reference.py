@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .generator.schedule import Schedule
+from .generator.spec import FEATURES
 
 
 def fade_in(d, r0: float, r1: float):
@@ -155,19 +156,27 @@ class NumpyBackend:
             out.append(np.einsum("ncm,cK->nKm", A[l], U))
         return out
 
+    def _input(self, x, hs, B, A):
+        """The states {L: (N, dim, 2L + 1)} of one input of a core: a bond's, or the features (B: compressed)."""
+        if x == FEATURES:
+            return dict(enumerate(B if B is not None else A))
+        return hs[x]
+
     def forward(self, params, A, species):
-        """Bond states ``h_k`` (list over k of {L: (N, r_L, 2L + 1)}) and compressed features."""
+        """Bond states ``h_k`` (list over k = 0 … n of {L: (N, r_L, 2L + 1)}; h_0 = 1) and per core the
+        compressed features of its second input (None where it is a bond or uncompressed)."""
         N = A[0].shape[0]
         hs = [{0: np.ones((N, 1, 1))}]
         Bs = []
         for core in self.sched.cores:
-            B = self._compressed(params, core, A)
+            x, y = core.inputs
+            B = self._compressed(params, core, A) if core.K else None
             Bs.append(B)
-            h_in = hs[-1]
+            h_in, b_in = self._input(x, hs, None, A), self._input(y, hs, B, A)
             out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
             for p in core.paths:
                 g, n = self._weights(params, core, p, species)
-                cg, h, a = self._cg[p.param], h_in[p.L_in], B[p.l]
+                cg, h, a = self._cg[p.param], h_in[p.L_in], b_in[p.l]
                 if p.order == "hA":
                     T = np.einsum("OIm,niI,ncm->nicO", cg, h, a, optimize=True)
                     out[p.L_out] += np.einsum(f"nicO,{n}ico->noO", T, g, optimize=True)
@@ -180,35 +189,54 @@ class NumpyBackend:
             hs.append(out)
         return hs, Bs
 
-    def backward(self, params, A, species, hs, Bs):
-        """``∂V_i/∂A_i`` per l (same shapes as ``A``) by the backward sweep over right environments."""
+    def backward(self, params, A, species, hs, Bs, rho_out=None):
+        """``∂y/∂A_i`` per l (same shapes as ``A``) by the backward sweep from the output (the right
+        environments ρ_k = ∂y/∂h_k, cores in reverse order: a bond's consumers come after it), for
+        y = Σ_M ρ_out[M] h_n[M] (default: the site energy)."""
         N = A[0].shape[0]
-        rho = {0: np.ones((N, 1, 1))}
+        n = len(self.sched.cores)
+        rhos = {n: rho_out if rho_out is not None else {0: np.ones((N, 1, 1))}}
         dA = [np.zeros_like(a) for a in A]
         for core in reversed(self.sched.cores):
-            h_in, B = hs[core.k - 1], Bs[core.k - 1]
-            rho_in = {L: np.zeros_like(v) for L, v in h_in.items()}
-            dB = [np.zeros_like(b) for b in B]
+            x, y = core.inputs
+            rho, B = rhos.pop(core.k), Bs[core.k - 1]
+            h_in, b_in = self._input(x, hs, None, A), self._input(y, hs, B, A)
+            d_in = {L: np.zeros_like(v) for L, v in h_in.items()}
+            d_b = {L: np.zeros_like(v) for L, v in b_in.items()}
             for p in core.paths:
-                g, n = self._weights(params, core, p, species)
+                g, sp = self._weights(params, core, p, species)
                 cg = self._cg[p.param]
-                Pm = np.einsum(f"noO,{n}ico->nicO", rho[p.L_out], g, optimize=True)
-                if core.k > 1:
-                    rho_in[p.L_in] += np.einsum("OIm,nicO,ncm->niI", cg, Pm, B[p.l], optimize=True)
-                dB[p.l] += np.einsum("OIm,nicO,niI->ncm", cg, Pm, h_in[p.L_in], optimize=True)
-            if core.K:
-                for l, name in enumerate(core.compress):
-                    b = self.sched.block(name)
-                    U = params[b.offset:b.offset + b.size].reshape(b.shape)
-                    dA[l] += np.einsum("nKm,cK->ncm", dB[l], U)
-            else:
-                for l in range(len(dA)):
-                    dA[l] += dB[l]
-            rho = rho_in
+                Pm = np.einsum(f"noO,{sp}ico->nicO", rho[p.L_out], g, optimize=True)
+                if not core.constant_input:
+                    d_in[p.L_in] += np.einsum("OIm,nicO,ncm->niI", cg, Pm, b_in[p.l], optimize=True)
+                d_b[p.l] += np.einsum("OIm,nicO,niI->ncm", cg, Pm, h_in[p.L_in], optimize=True)
+            for src, d, compressed in ((x, d_in, False), (y, d_b, bool(core.K))):
+                if src == 0:
+                    continue
+                if src != FEATURES:
+                    rhos[src] = {L: rhos[src][L] + v for L, v in d.items()} if src in rhos else d
+                elif compressed:
+                    for l, name in enumerate(core.compress):
+                        b = self.sched.block(name)
+                        U = params[b.offset:b.offset + b.size].reshape(b.shape)
+                        dA[l] += np.einsum("nKm,cK->ncm", d[l], U)
+                else:
+                    for l in d:
+                        dA[l] += d[l]
         return dA
+
+    def output(self, params, pairs):
+        """The network's output per atom, (N, 2L + 1) for output irreps ``1xL`` (no ``e0``, no pair term)."""
+        params = np.asarray(params, dtype=np.float64)
+        A, _ = self.features(pairs)
+        hs, _ = self.forward(params, A, pairs.species)
+        (L, _), = self.spec.output.terms
+        return hs[-1][L][:, 0, :]
 
     def compute(self, params, pairs, gradients: bool = True):
         """Site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (P, 3) or None."""
+        if not self.spec.is_energy:
+            raise ValueError(f"this spec's output is '{self.spec.output}', not a site energy: use output()")
         params = np.asarray(params, dtype=np.float64)
         A, (Q, dQ, Y, dY, tj) = self.features(pairs)
         hs, Bs = self.forward(params, A, pairs.species)
