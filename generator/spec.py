@@ -211,9 +211,11 @@ class Spec:
                 raise SpecError(f"compression[{k}] = {K}: K must be between 1 and the channel count "
                                 f"n_radial * n_species + 1 = {C + 1} (0 = no compression)")
         for k, K in enumerate(comp):
-            if K and self._graph[k][0] == FEATURES:
-                raise SpecError(f"compression[{k}] = {K}: core {k + 1} couples the features with themselves "
-                                f"(A, A); compression applies to cores with one feature input: set it to 0")
+            x, y = self._graph[k]
+            if K and (x == FEATURES or y != FEATURES):
+                what = "couples the features with themselves (A, A)" if x == FEATURES else "has no feature input"
+                raise SpecError(f"compression[{k}] = {K}: core {k + 1} {what}; compression applies to cores with "
+                                f"one feature input: set it to 0")
         if all(K == 0 for K in comp):
             comp = ()
         set_("compression", comp)

@@ -158,15 +158,26 @@ def _design_context(sched: Schedule, header_name: str) -> dict:
     xoffs = {c.k: np.concatenate([[0], np.cumsum([p.r_in * p.r_out * (2 * p.l + 1) for p in c.paths])]) for c in sched.cores}
     goffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(p.param).size for p in c.paths])]) for c in sched.cores}
     uoffs = {c.k: np.concatenate([[0], np.cumsum([sched.block(b).size for b in c.compress])]) for c in sched.cores if c.K}
+    consumer = {v: c.k for c in sched.cores for v in c.inputs if v != FEATURES and v != 0}
     gs = []
     for name, g in groups(sched).items():
         if name == "e0":
             continue
-        k = int(name[4:].split(".")[0])
-        gs.append(dict(id=len(gs), name=name, core=sched.cores[k - 1], U=name.endswith(".U"), size=g.size))
+        way = [g.core]  # core k, its consumer, …, the last core: the right environments come down this way
+        while way[-1] in consumer:
+            way.append(consumer[way[-1]])
+        down = [(sched.cores[c - 1], j, sched.cores[c - 1].inputs[0] == j) for c, j in zip(way[:0:-1], way[-2::-1])]
+        gs.append(dict(id=len(gs), name=name, core=sched.cores[g.core - 1], U=g.U, size=g.size, way=way, down=down,
+                       off_way=[c for c in sched.cores if c.k not in way]))
+
+    def tangent(v, core=None):  # the array of an input's tangent (None: the constant)
+        return None if v == 0 else (f"dB{core.k}" if core is not None and core.K else "dA") if v == FEATURES else f"dh{v}"
+
+    ctx.update(down_first={c.k for g in gs for c, _, first in g["down"] if first},
+               down_second={c.k for g in gs for c, _, first in g["down"] if not first})
     ctx.update(groups=gs, xsize=lambda c: int(xoffs[c.k][-1]), xoff=lambda c, i: int(xoffs[c.k][i]),
                goff=lambda c, i: int(goffs[c.k][i]), uoff=lambda c, l: int(uoffs[c.k][l]),
-               dname=lambda core: f"dB{core.k}" if core.K else "dA")
+               dname=lambda core: tangent(core.inputs[1], core), dxname=lambda core: tangent(core.inputs[0]))
     return ctx
 
 
@@ -288,6 +299,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
         xc_off=lambda core, p: xc[core.k, p.param], xc_size=lambda core: xc[core.k],
         xc_has=lambda core, p: (core.k, p.param) in xc, tile=tile, sh_grad_dot=sh_grad_dot(),
         sqrt="sqrtf" if dtype == "float32" else "sqrt", design=False, lanes=0, repulsion=sched.repulsion,
+        uses_h0=any(c.constant_input for c in cores),
         grade=None,
     )
     return ctx

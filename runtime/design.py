@@ -1,18 +1,19 @@
 """Design-matrix rows: the model is linear in each parameter group with the others fixed.
 
 A *group* is what one least-squares step of a fit solves for: ``e0`` (reference energies), ``core{k}``
-(all path blocks of core k) or ``core{k}.U`` (the channel factor of core k). For a group with
-parameters θ, every site energy is ``V_i = Σ_θ θ Env_i[θ]`` (each term of the tensor train passes
-through core k and U_k exactly once), so
+(all path blocks of core k) or ``core{k}.U`` (the channel factor of core k); the schedule names each
+block's group (``Block.group``). For a group with parameters θ, every site energy is
+``V_i = Σ_θ θ Env_i[θ]`` (each term of the network passes through core k and U_k exactly once), so
 
     energy rows   Σ_i Env_i[θ]
     force rows    -∂/∂x Σ_i Env_i[θ]            (3N per configuration)
     virial rows   the same pair sum as the model's virial
 
-``Env_i`` contracts the left state h_{k-1}, the (compressed) features and the right environment
-ρ_k = ∂V/∂h_k. Force rows need ∂Env_i/∂r_ij; they come from forward-mode derivatives (one tangent
-per pair and Cartesian direction) pushed through the left states and right environments with the
-same CG contractions as the model itself. This is the numpy reference of the rows: the fitter uses
+``Env_i`` contracts core k's two inputs (bond states h_x, the features or their compression B) and
+its right environment ρ_k = ∂V/∂h_k. Force rows need ∂Env_i/∂r_ij; they come from forward-mode
+derivatives (one tangent per pair and Cartesian direction) pushed through the bond states that feed
+core k and the right environments on the way from core k to the output, with the same CG
+contractions as the model itself. This is the numpy reference of the rows: the fitter uses
 it, and the generated row kernels are tested against it.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .generator.spec import FEATURES
 from .reference import NumpyBackend
 
 #: Pairs per chunk of tangents (3 per pair): bounds the memory of the force rows of one configuration.
@@ -35,6 +37,8 @@ class Group:
     name: str
     blocks: tuple
     cols: np.ndarray  # flat parameter indices, in block order
+    core: int = 0  # the core the blocks belong to (0: e0)
+    U: bool = False  # the channel factor U_k of the core, not its path blocks
 
     @property
     def size(self) -> int:
@@ -42,19 +46,12 @@ class Group:
 
 
 def groups(sched) -> dict[str, Group]:
-    """The groups of a schedule: ``e0``, and ``core{k}.U`` (if compressed) and ``core{k}`` per core."""
+    """The groups of a schedule (``Schedule.group_blocks``): ``e0``, and per core ``core{k}.U`` (if
+    compressed) and ``core{k}``."""
     out = {}
-
-    def add(name, names):
-        blocks = tuple(sched.block(n) for n in names)
+    for name, blocks in sched.group_blocks().items():
         cols = np.concatenate([np.arange(b.offset, b.offset + b.size) for b in blocks])
-        out[name] = Group(name, blocks, cols)
-
-    add("e0", ["e0"])
-    for core in sched.cores:
-        if core.K:
-            add(f"core{core.k}.U", core.compress)
-        add(f"core{core.k}", [p.param for p in core.paths])
+        out[name] = Group(name, blocks, cols, blocks[0].core, blocks[0].core > 0 and name.endswith(".U"))
     return out
 
 
@@ -151,46 +148,65 @@ class DesignReference:
         X = cls._hcg(cg, h).reshape(n, ri * O, -1)
         return Y @ X
 
+    def _inputs(self, core, hs, B, A):
+        """Core k's two inputs as {L: (n, dim, 2L + 1)}: bond states, or the features (B: compressed)."""
+        def one(x, feats):
+            return dict(enumerate(feats)) if x == FEATURES else hs[x]
+        x, y = core.inputs
+        return one(x, A), one(y, B if B is not None else A)
+
     def _states(self, params, A, species):
-        """Left states h_0..h_d, compressed features per core, right environments ρ_0..ρ_d."""
+        """Bond states h_0..h_n, compressed features per core (None: uncompressed), right environments
+        ρ_k = ∂V/∂h_k (a dict over bonds k = 1 … n; a bond's consumer comes after it, so reversed core
+        order completes each ρ before it is used)."""
         N = A[0].shape[0]
         cgs = self.nb._cg
         hs, Bs = [{0: np.ones((N, 1, 1))}], []
         for core in self.sched.cores:
-            B = [self._U(params, core, l).T @ A[l] for l in range(len(A))] if core.K else A
+            B = [self._U(params, core, l).T @ A[l] for l in range(len(A))] if core.K else None
             Bs.append(B)
             s = species if core.species_specific else None
+            hx, by = self._inputs(core, hs, B, A)
             out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
             for p in core.paths:
-                out[p.L_out] += self._fwd(cgs[p.param], hs[-1][p.L_in], B[p.l], self._g(params, core, p), s)
+                out[p.L_out] += self._fwd(cgs[p.param], hx[p.L_in], by[p.l], self._g(params, core, p), s)
             hs.append(out)
-        rhos = [None] * len(hs)
-        rhos[-1] = {0: np.ones((N, 1, 1))}
+        rhos = {len(self.sched.cores): {0: np.ones((N, 1, 1))}}
         for core in reversed(self.sched.cores):
             s = species if core.species_specific else None
-            rin = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k - 1]["terms"]}
-            for p in core.paths:
-                rin[p.L_in] += self._bwd(cgs[p.param], rhos[core.k][p.L_out], Bs[core.k - 1][p.l],
-                                         self._g(params, core, p), s)
-            rhos[core.k - 1] = rin
+            hx, by = self._inputs(core, hs, Bs[core.k - 1], A)
+            for src, adj in zip(core.inputs, self._adjoints(core, rhos[core.k], hx, by, params, s)):
+                if src != FEATURES and src != 0:
+                    rhos[src] = adj
         return hs, Bs, rhos
 
-    # -- rows --------------------------------------------------------------------------------------
-    def _env_rows(self, params, core, group, rho, h, B, A, s):
-        """Rows of ``group`` (n, size) from the states of core k, and (U group only) ∂V/∂B of core k."""
+    def _adjoints(self, core, rho, hx, by, params, s, which=(True, True)):
+        """∂/∂(first input) and ∂/∂(second input) of Σ_M ρ[M] h_k[M] through core k (None where not asked)."""
         cgs = self.nb._cg
-        n = B[0].shape[0]
-        if group.name.endswith(".U"):
-            dB = [np.zeros_like(b) for b in B]
-            for p in core.paths:
-                dB[p.l] += self._dB(cgs[p.param], rho[p.L_out], h[p.L_in], self._g(params, core, p),
-                                    s if core.species_specific else None)
+        dx = {L: np.zeros_like(v) for L, v in hx.items()} if which[0] else None
+        dy = {L: np.zeros_like(v) for L, v in by.items()} if which[1] else None
+        for p in core.paths:
+            g = self._g(params, core, p)
+            if dx is not None:
+                dx[p.L_in] += self._bwd(cgs[p.param], rho[p.L_out], by[p.l], g, s)
+            if dy is not None:
+                dy[p.l] += self._dB(cgs[p.param], rho[p.L_out], hx[p.L_in], g, s)
+        return dx, dy
+
+    # -- rows --------------------------------------------------------------------------------------
+    def _env_rows(self, params, core, group, rho, hx, by, A, s):
+        """Rows of ``group`` (n, size) from core k's inputs and right environment, and (U group only)
+        ∂V/∂B of core k."""
+        cgs = self.nb._cg
+        n = A[0].shape[0]
+        if group.U:
+            dB = self._adjoints(core, rho, hx, by, params, s if core.species_specific else None, (False, True))[1]
             return np.concatenate([(A[l] @ dB[l].transpose(0, 2, 1)).reshape(n, -1) for l in range(len(A))],
                                   axis=1), dB
         S = self.sched.spec.n_species
         cols = []
         for p in core.paths:
-            e = self._env(cgs[p.param], rho[p.L_out], h[p.L_in], B[p.l]).reshape(n, -1)
+            e = self._env(cgs[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
             if core.species_specific:
                 full = np.zeros((n, S, e.shape[1]))
                 full[np.arange(n), s] = e
@@ -214,11 +230,10 @@ class DesignReference:
             E = np.zeros((N, n))
             E[np.arange(N), sp] = 1.0
             return E, np.zeros((N, 3, n)), np.zeros((3, 3, n))
-        k = int(group.name[4:].split(".")[0])
-        core = self.sched.cores[k - 1]
+        core = self.sched.cores[group.core - 1]
         A, (Q, dQ, Y, dY, tj) = self.nb.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
-        E, dB0 = self._env_rows(params, core, group, rhos[k], hs[k - 1], Bs[k - 1], A, sp)
+        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self._inputs(core, hs, Bs[core.k - 1], A), A, sp)
         F, W = np.zeros((N, 3, n)), np.zeros((3, 3, n))
         if not forces:
             return E, F, W
@@ -243,11 +258,12 @@ class DesignReference:
         return np.concatenate([self.rows(params, p, group, forces=False)[0] for p in pairs_list])
 
     def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):
-        """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction."""
+        """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction: tangents dh of
+        every bond off core k's way to the output (those feed core k or its environment), then dρ down
+        that way from the output to core k."""
         cgs = self.nb._cg
         spec = self.sched.spec
         Nr, P = spec.n_radial, len(pi)
-        k = core.k
         u = r / np.linalg.norm(r, axis=1)[:, None]
         # ∇_a [Q_n(r) Y_lm(r̂)] -> (P, 3, N_r, n_sh), tangent t = 3 q + a
         dphi = (dQ[:, None, :, None] * u[:, :, None, None] * Y[:, None, None, :]
@@ -261,57 +277,74 @@ class DesignReference:
             ch = (tj[:, None] * Nr + np.arange(Nr)[None, :])  # (P, N_r)
             x[np.arange(T)[:, None], np.repeat(ch, 3, axis=0)] = dphi[:, :, :, l * l:(l + 1) ** 2].reshape(T, Nr, 2 * l + 1)
             dA.append(x)
+        At = [a[ti] for a in A]
+        hs_t = [{L: v[ti] for L, v in h.items()} for h in hs]
+        Bs_t = [None if B is None else [b[ti] for b in B] for B in Bs]
 
-        def dBof(c):
-            return [self._U(params, c, l).T @ dA[l] for l in range(len(dA))] if c.K else dA
+        def tangent_inputs(c, dh):  # tangents of core c's two inputs (None: constant)
+            dB = [self._U(params, c, l).T @ dA[l] for l in range(len(dA))] if c.K else None
+            one = lambda v, feats: dict(enumerate(feats)) if v == FEATURES else dh.get(v)  # noqa: E731
+            return one(c.inputs[0], dA), one(c.inputs[1], dB if dB is not None else dA)
 
-        def at(states):
-            return {L: v[ti] for L, v in states.items()}
-
-        # left states: dh_j = F_j(dh_{j-1}, B_j) + F_j(h_{j-1}, dB_j)
-        dh = None
-        for c in self.sched.cores[:k - 1]:
+        # the way from core k to the output: core k, its consumer, …, the last core
+        consumer = {v: c.k for c in self.sched.cores for v in c.inputs if v != FEATURES and v != 0}
+        way = [core.k]
+        while way[-1] in consumer:
+            way.append(consumer[way[-1]])
+        # dh of every bond off the way: bilinear, d(x ∘ y) = dx ∘ y + x ∘ dy
+        dh = {}
+        for c in self.sched.cores:
+            if c.k in way:
+                continue
             s = st if c.species_specific else None
-            dBc, Bc, hin = dBof(c), [b[ti] for b in Bs[c.k - 1]], at(hs[c.k - 1])
+            hx, by = self._inputs(c, hs_t, Bs_t[c.k - 1], At)
+            dx, dy = tangent_inputs(c, dh)
             out = {t["L"]: np.zeros((T, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[c.k]["terms"]}
             for p in c.paths:
                 g = self._g(params, c, p)
-                out[p.L_out] += self._fwd(cgs[p.param], hin[p.L_in], dBc[p.l], g, s)
-                if dh is not None:
-                    out[p.L_out] += self._fwd(cgs[p.param], dh[p.L_in], Bc[p.l], g, s)
-            dh = out
-        # right environments: dρ_{j-1} = B_j(dρ_j, B_j) + B_j(ρ_j, dB_j)
+                if dy is not None:
+                    out[p.L_out] += self._fwd(cgs[p.param], hx[p.L_in], dy[p.l], g, s)
+                if dx is not None:
+                    out[p.L_out] += self._fwd(cgs[p.param], dx[p.L_in], by[p.l], g, s)
+            dh[c.k] = out
+        # dρ down the way: ρ_j = adjoint of core c (consumer of j) in its input j, given ρ_c and the other input
         drho = None
-        for c in reversed(self.sched.cores[k:]):
+        for c_k, j in zip(way[:0:-1], way[-2::-1]):
+            c = self.sched.cores[c_k - 1]
             s = st if c.species_specific else None
-            dBc, Bc, rin = dBof(c), [b[ti] for b in Bs[c.k - 1]], at(rhos[c.k])
-            out = {t["L"]: np.zeros((T, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[c.k - 1]["terms"]}
-            for p in c.paths:
-                g = self._g(params, c, p)
-                out[p.L_in] += self._bwd(cgs[p.param], rin[p.L_out], dBc[p.l], g, s)
-                if drho is not None:
-                    out[p.L_in] += self._bwd(cgs[p.param], drho[p.L_out], Bc[p.l], g, s)
+            hx, by = self._inputs(c, hs_t, Bs_t[c.k - 1], At)
+            dx, dy = tangent_inputs(c, dh)
+            rho_c = {L: v[ti] for L, v in rhos[c.k].items()}
+            first = c.inputs[0] == j  # the way enters core c through its first input, else its second
+            which = (first, not first)
+            pick = lambda pair: pair[0] if first else pair[1]  # noqa: E731
+            out = None
+            if first and dy is not None:  # ρ_c through the tangent of the other input
+                out = pick(self._adjoints(c, rho_c, hx, dy, params, s, which))
+            elif not first and dx is not None:
+                out = pick(self._adjoints(c, rho_c, dx, by, params, s, which))
+            if drho is not None:  # dρ_c through the other input
+                more = pick(self._adjoints(c, drho, hx, by, params, s, which))
+                out = more if out is None else {L: out[L] + more[L] for L in out}
             drho = out
-        h, rho, B = at(hs[k - 1]), at(rhos[k]), [b[ti] for b in Bs[k - 1]]
-        At = [a[ti] for a in A]
+        rho = {L: v[ti] for L, v in rhos[core.k].items()}
+        hx, by = self._inputs(core, hs_t, Bs_t[core.k - 1], At)
+        dx, dy = tangent_inputs(core, dh)
         s = st if core.species_specific else None
-        if group.name.endswith(".U"):
-            # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and dh
-            ddB = [np.zeros_like(b) for b in B]
-            for p in core.paths:
-                g = self._g(params, core, p)
-                if drho is not None:
-                    ddB[p.l] += self._dB(cgs[p.param], drho[p.L_out], h[p.L_in], g, s)
-                if dh is not None:
-                    ddB[p.l] += self._dB(cgs[p.param], rho[p.L_out], dh[p.L_in], g, s)
-            dB = [b[ti] for b in dB0]
-            G = np.concatenate([(At[l] @ ddB[l].transpose(0, 2, 1) + dA[l] @ dB[l].transpose(0, 2, 1)).reshape(T, -1) for l in range(len(A))],
-                               axis=1)
+        if group.U:
+            # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and the first input's tangent
+            ddB = [np.zeros_like(b) for b in by.values()]
+            for rho_, hx_ in ((drho, hx), (rho, dx)):
+                if rho_ is not None and hx_ is not None:
+                    d = self._adjoints(core, rho_, hx_, by, params, s, (False, True))[1]
+                    for l in d:
+                        ddB[l] += d[l]
+            dB = [b[ti] for b in dB0.values()]
+            G = np.concatenate([(At[l] @ ddB[l].transpose(0, 2, 1) + dA[l] @ dB[l].transpose(0, 2, 1)).reshape(T, -1)
+                                for l in range(len(A))], axis=1)
         else:
-            dBk = dBof(core)
-            G = self._env_rows(params, core, group, rho, h, dBk, At, st)[0]
-            if dh is not None:
-                G += self._env_rows(params, core, group, rho, dh, B, At, st)[0]
-            if drho is not None:
-                G += self._env_rows(params, core, group, drho, h, B, At, st)[0]
+            G = np.zeros((T, group.size))
+            for rho_, hx_, by_ in ((rho, hx, dy), (rho, dx, by), (drho, hx, by)):
+                if rho_ is not None and hx_ is not None and by_ is not None:
+                    G += self._env_rows(params, core, group, rho_, hx_, by_, At, st)[0]
         return G.reshape(P, 3, -1)

@@ -134,14 +134,26 @@ def orthogonalize_U(spec: Spec, blocks: dict, k: int) -> None:
                 blocks[p.param] = np.einsum("Kk,...ikr->...iKr", R, blocks[p.param])
 
 
-def left_orthogonalize(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0, max_rank: int | None = None):
-    """Core k ← left-orthogonal per irrep of its output bond; the factor goes into core k + 1.
+def _leg(core, j) -> int:
+    """The axis of core k's path blocks that carries its input bond j: -3 (first input) or -2 (second)."""
+    return -3 if core.inputs[0] == j else -2
+
+
+def consumer(sched, k: int):
+    """The core that takes bond k as an input (None for the output bond)."""
+    return next((c for c in sched.cores if k in c.inputs), None)
+
+
+def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0, max_rank: int | None = None):
+    """Core k ← orthonormal per irrep of its output bond (the gauge moves along bond k to the core that
+    takes it); the factor R goes into that core's leg for bond k.
 
     With ``rank_tol`` or ``max_rank``, an SVD truncates each irrep block (singular values below
     ``rank_tol`` times the largest are dropped; at least rank 1 is kept): returns the new spec.
     """
     sched = cached_schedule(spec)
-    core, nxt = sched.cores[k - 1], sched.cores[k]
+    core, nxt = sched.cores[k - 1], consumer(sched, k)
+    leg = _leg(nxt, k)
     for t in sched.bonds[k]["terms"]:
         L, r = t["L"], t["rank"]
         mine = [p for p in core.paths if p.L_out == L]
@@ -162,36 +174,69 @@ def left_orthogonalize(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0, 
             blocks[p.param] = Q[off:off + n].reshape(shp[:-1] + (Q.shape[1],))
             off += n
         for p in nxt.paths:
-            if p.L_in == L:
-                blocks[p.param] = np.einsum("ab,bco->aco", R, blocks[p.param])
+            if (p.L_in if leg == -3 else p.l) == L:
+                blocks[p.param] = np.moveaxis(np.tensordot(R, np.moveaxis(blocks[p.param], leg, 0), 1), 0, leg)
         if Q.shape[1] != r:
             spec = _with_rank(spec, k, L, Q.shape[1])
     return spec
 
 
-def right_orthogonalize(spec: Spec, blocks: dict, k: int) -> None:
-    """Core k ← right-orthogonal per irrep of its input bond; the factor goes into core k - 1."""
+def orthogonalize_input(spec: Spec, blocks: dict, k: int, j: int) -> None:
+    """Core k ← orthonormal per irrep of its input bond j (the gauge moves along bond j to core j); the
+    factor goes into core j's output leg."""
     sched = cached_schedule(spec)
-    core, prv = sched.cores[k - 1], sched.cores[k - 2]
-    for t in sched.bonds[k - 1]["terms"]:
+    core, prv = sched.cores[k - 1], sched.cores[j - 1]
+    leg = _leg(core, j)
+    for t in sched.bonds[j]["terms"]:
         L, r = t["L"], t["rank"]
-        mine = [p for p in core.paths if p.L_in == L]
-        M = np.concatenate([blocks[p.param].reshape(r, -1) for p in mine], axis=1)
+        mine = [p for p in core.paths if (p.L_in if leg == -3 else p.l) == L]
+        M = np.concatenate([np.moveaxis(blocks[p.param], leg, 0).reshape(r, -1) for p in mine], axis=1)
         if M.shape[1] < r:
             continue
         Q, R = np.linalg.qr(M.T)  # M = Rᵀ Qᵀ
         off = 0
         for p in mine:
-            shp = blocks[p.param].shape
+            shp = np.moveaxis(blocks[p.param], leg, 0).shape
             n = int(np.prod(shp[1:]))
-            blocks[p.param] = Q[off:off + n].T.reshape(shp)
+            blocks[p.param] = np.moveaxis(Q[off:off + n].T.reshape(shp), 0, leg)
             off += n
         for p in prv.paths:
             if p.L_out == L:
                 blocks[p.param] = blocks[p.param] @ R.T
 
 
+def tour(spec: Spec) -> list[int]:
+    """The cores in the order a sweep visits them (the reverse sweep goes back): 1 … n. Cores are numbered
+    so that a bond's producer comes before its consumer, so in a tree consecutive cores are close."""
+    return list(range(1, spec.cores + 1))
+
+
+def path_between(spec: Spec, a: int, b: int) -> list[int]:
+    """The cores from a to b along the bonds of the network (a tree), both ends included."""
+    nbr = {k: set() for k in range(1, spec.cores + 1)}
+    for k, ins in enumerate(spec.graph, 1):
+        for v in ins:
+            if v not in (0, "A"):
+                nbr[k].add(v)
+                nbr[v].add(k)
+    prev, todo = {a: None}, [a]
+    while todo:
+        x = todo.pop(0)
+        for y in sorted(nbr[x]):
+            if y not in prev:
+                prev[y] = x
+                todo.append(y)
+    out = [b]
+    while out[-1] != a:
+        out.append(prev[out[-1]])
+    return out[::-1]
+
+
 # -- the least-squares problem of one group ----------------------------------------------------------
+#: eigenvalues of the column-scaled normal matrix below this fraction of the largest are round-off
+UNRESOLVED = 1e-13
+
+
 def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float, ridge: str = "scaled", free: int = 0):
     """Ridge solution of the normal equations, with columns scaled to unit norm.
 
@@ -224,9 +269,13 @@ def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float, ridge: str = "sca
     top = max(w[-1], 1e-300)
     if ridge == "scaled":
         lam = reg * top
-    w = np.maximum(w, 0.0)
-    x = V @ ((V.T @ b) / (w + lam)) if lam > 0 or ridge == "uniform" and reg > 0 else \
-        V @ np.where(w > 1e-14 * top, (V.T @ b) / np.where(w > 0, w, 1), 0)
+    # directions below eigh's resolution (exact null spaces: the gauge of a bond, the (anti)symmetric part
+    # of an A x A core's l = l' blocks that A_c A_c' never excites) get no component: a pseudo-inverse there
+    keep = w > UNRESOLVED * top
+    w = np.where(keep, w, 1.0)
+    x = V @ np.where(keep, (V.T @ b) / (w + lam), 0.0) if lam > 0 or ridge == "uniform" and reg > 0 else \
+        V @ np.where(keep & (w > 1e-14 * top), (V.T @ b) / w, 0)
+    w = np.where(keep, w, 0.0)
     cond = top / max(w[0] + lam, 1e-300)
     return x / d, cond
 
@@ -588,17 +637,31 @@ class Fitter:
                                 f"({self.spec.r_min:g} Å), where the radial basis is extrapolated; "
                                 f"set r_min at or below {math.floor(100 * short) / 100:g} Å")
 
+    def _sweep(self, direction: str) -> list[int]:
+        """The cores one sweep solves: the tour without its last core (the next sweep, going back,
+        starts there)."""
+        t = tour(self.spec)
+        t = t if direction == "right" else t[::-1]
+        return t[:-1] or t
+
     def _steps(self, direction: str):
-        d = self.spec.cores
-        ks = range(1, d) if direction == "right" else range(d, 1, -1)
-        if d == 1:
-            ks = [1]
         steps = []
-        for k in ks:
+        for k in self._sweep(direction):
             if cached_schedule(self.spec).cores[k - 1].K:
                 steps.append(f"core{k}.U")
             steps.append(f"core{k}")
         return steps
+
+    def _move_gauge(self, a: int, b: int) -> None:
+        """Orthogonalise the cores on the way from core a to core b, each toward the next: the gauge
+        (where a solve changes the model without touching the orthonormal rest) ends at core b."""
+        s = self.settings
+        way = path_between(self.spec, a, b)
+        for x, y in zip(way, way[1:]):
+            if y in self.spec.graph[x - 1]:  # down: y's output is x's input
+                orthogonalize_input(self.spec, self.blocks, x, y)
+            else:  # up: x's output is y's input (ranks may be truncated here)
+                self.spec = orthogonalize_output(self.spec, self.blocks, x, s.rank_tol, s.max_rank)
 
     def run(self, on_sweep=None, on_polish=None) -> Potential:
         """Fit; stops after ``sweeps`` or when the validation loss stopped improving, then ``polish``
@@ -609,14 +672,23 @@ class Fitter:
         self._fit_e0()
         self._check_r_min()
         self._check_data()
-        for k in range(self.spec.cores, 1, -1):
-            right_orthogonalize(self.spec, self.blocks, k)
+        start = tour(self.spec)[0]  # every other core orthonormal toward the first one solved
+        far = sorted(range(1, self.spec.cores + 1), key=lambda k: -len(path_between(self.spec, start, k)))
+        for k in far:
+            if k != start:
+                way = path_between(self.spec, k, start)
+                y = way[1]
+                if y in self.spec.graph[k - 1]:
+                    orthogonalize_input(self.spec, self.blocks, k, y)
+                else:
+                    orthogonalize_output(self.spec, self.blocks, k)
         check = self.valid or self.train
         stale = 0
         try:
             for sweep in range(1, s.sweeps + 1):
                 direction = "right" if sweep % 2 == 1 else "left"
                 steps = self._steps(direction)
+                order = self._sweep(direction) + [self._sweep("left" if direction == "right" else "right")[0]]
                 # a bar updated by hand: it stays open for the validation loss after the last step
                 bar = tqdm(total=len(steps), desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
                            leave=True, unit="step")
@@ -625,14 +697,11 @@ class Fitter:
                     bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
                     bar.update(0)
                     train_loss = self.solve(step)
+                    k = self._groups()[step].core
                     if step.endswith(".U"):
-                        orthogonalize_U(self.spec, self.blocks, int(step[4:-2]))
-                    else:
-                        k = int(step[4:])
-                        if direction == "right" and k < self.spec.cores:
-                            self.spec = left_orthogonalize(self.spec, self.blocks, k, s.rank_tol, s.max_rank)
-                        elif direction == "left" and k > 1:
-                            right_orthogonalize(self.spec, self.blocks, k)
+                        orthogonalize_U(self.spec, self.blocks, k)
+                    elif self.spec.cores > 1:  # on to the next core solved (in this sweep or the next)
+                        self._move_gauge(k, order[order.index(k) + 1])
                     if self.comm.size > 1:  # rank 0's orthogonalised blocks everywhere: no drift between ranks
                         self.spec, self.blocks = self.comm.bcast((self.spec, self.blocks))
                     bar.update(1)

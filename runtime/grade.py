@@ -13,10 +13,10 @@ environment lies outside what the training data span: the model extrapolates (MT
 
 Which rows, and why:
 
-- **Atoms**: rows of the species-specific core (``core1`` of a tensor train): it is the core that
-  sees every atom's own element, so its rows split into one block per element and each element
-  gets its own active set (as pacemaker does). ``x_i`` contracts the atom's features with the
-  right environment of the whole network, so it depends on the full many-body environment.
+- **Atoms**: rows of the species-specific core (``core1`` of a tensor train, the root of a tree): it is
+  the core that sees every atom's own element, so its rows split into one block per element and
+  each element gets its own active set (as pacemaker does). ``x_i`` contracts the core's inputs with
+  its right environment, so it depends on the full many-body environment.
 - **Configurations**: the same rows summed over atoms and divided by the atom count (the row of the
   energy per atom), in one active set over all configurations.
 - Rows are expressed in an orthonormal basis V of the directions the training rows span
@@ -64,11 +64,8 @@ def sidecar(model_path) -> Path:
 
 
 def default_group(sched) -> str:
-    """The group graded by default: the species-specific core."""
-    for core in sched.cores:
-        if core.species_specific:
-            return f"core{core.k}"
-    return f"core{sched.cores[0].k}"
+    """The group graded by default: the species-specific core (``Spec.species_core``)."""
+    return f"core{sched.spec.species_core}"
 
 
 def species_columns(sched, group) -> list[np.ndarray] | None:
@@ -76,8 +73,7 @@ def species_columns(sched, group) -> list[np.ndarray] | None:
     from .design import groups
 
     g = groups(sched)[group]
-    k = int(group[4:].split(".")[0])
-    if group.endswith(".U") or not sched.cores[k - 1].species_specific:
+    if g.U or not sched.cores[g.core - 1].species_specific:
         return None
     S = sched.spec.n_species
     cols, start = [[] for _ in range(S)], 0

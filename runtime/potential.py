@@ -110,6 +110,16 @@ class Potential:
         cols = species_columns(self.schedule, group)
         return np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)]) if len(X) else np.zeros((0, len(cols[0])))
 
+    def output(self, atoms, backend: str | None = None) -> np.ndarray:
+        """The network's output per atom, (N, 2L + 1) for a spec with ``output = "1xL"`` (real spherical
+        harmonic components m = -L … L; for L = 1 that is (y, z, x)); without e0 and the pair term. For
+        an energy model, the site energies less e0."""
+        name = backend or self.backend
+        be = self._get_backend("numpy" if name == "c" and not self.spec.is_energy else name)
+        if not hasattr(be, "output"):
+            raise ValueError(f"backend {name!r} evaluates energies only; use backend='numpy'")
+        return be.output(self.params, pairs(atoms, self.spec))
+
     def _get_backend(self, name):
         if name not in self._backends:
             self._backends[name] = _backend(self.schedule, name)
@@ -124,6 +134,11 @@ class Potential:
         grades (``grade_rows``, N × row size, :mod:`etn.grade`) and the ``pairs``; ``active_set``: also each
         atom's grade (``gamma``). Both come from the same pass of the C kernels (else from the design rows).
         """
+        if not self.spec.is_energy:
+            from .generator import SpecError
+
+            raise SpecError(f"this model's output is '{self.spec.output}' per atom, not an energy: use "
+                            f"Potential.output(atoms)")
         be = self._get_backend(backend or self.backend)
         pr = neighbors.pairs(atoms) if neighbors is not None else pairs(atoms, self.spec)
         graded = grade_rows or active_set is not None

@@ -2,8 +2,9 @@
 
 Independent of the schedule: harmonics from scipy's complex ``sph_harm_y`` moved to the real basis,
 Chebyshev polynomials from ``numpy.polynomial``, CG as dense arrays from :func:`real_cg_dense`, and
-each core assembled as one dense tensor ``T_k[(L_in, a_in, M_in), (c, l, m), (L_out, a_out, M_out)]``
-including the compression ``g = U G``. Site energies only: forces are checked by finite differences.
+each core assembled as one dense tensor ``T_k[first input, second input, (L_out, a_out, M_out)]`` (an
+input: the features ``(c, l, m)`` or a bond ``(L, a, M)``, wired as ``Spec.graph`` says) including the
+compression ``g = U G``. Site energies only: forces are checked by finite differences.
 """
 
 import numpy as np
@@ -56,33 +57,42 @@ def site_energies(pot, atoms):
                 Q = chebyshev.chebval(xi, np.eye(Nr)[n]) * f
             for l in range(lm + 1):
                 A[i, species[j] * Nr + n, l, lm - l:lm + l + 1] += Q * real_sh(l, r / d)
-    # chain of dense cores
+    # the network of dense cores, in the order of Spec.graph (each core: two inputs, the features or a bond)
+    def space(v):
+        """(index of (L, a, M) -> flat index, size) of one input: the features A[c, l, m] or a bond."""
+        if v == "A":
+            return (lambda L, a, M: (a * (lm + 1) + L) * (2 * lm + 1) + lm + M), (C + 1) * (lm + 1) * (2 * lm + 1)
+        ix, n = irrep_index(spec.bond(v))
+        return (lambda L, a, M: ix[(L, a, M)]), n
+
+    def terms(v):
+        return [(l, spec.channels(l)) for l in range(lm + 1)] if v == "A" else list(spec.bond(v).terms)
+
     V = np.zeros(N)
     for i in range(N):
-        h = np.ones(1)
-        for k in range(1, spec.cores + 1):
-            bi, bo = spec.bond(k - 1), spec.bond(k)
-            (ix_in, n_in), (ix_out, n_out) = irrep_index(bi), irrep_index(bo)
-            T = np.zeros((n_in, C + 1, lm + 1, 2 * lm + 1, n_out))
-            for L_in, r_in in bi.terms:
-                for l in range(lm + 1):
-                    for L_out, r_out in bo.terms:
-                        if not admissible(L_in, l, L_out):
+        h = {0: np.ones(1)}
+        for k, (x, y) in enumerate(spec.graph, 1):
+            (fx, nx), (fy, ny), (fo, no) = space(x), space(y), space(k)
+            T = np.zeros((nx, ny, no))
+            for L_in, r_in in terms(x):
+                for l, nc in terms(y):
+                    for L_out, r_out in spec.bond(k).terms:
+                        if not admissible(L_in, l, L_out) or (x == y == "A" and L_in > l):  # A x A: symmetric, L_in <= l
                             continue
                         G = pot.block(f"core{k}.path{L_in}_{l}_{L_out}")
-                        if k == 1:
+                        if k == spec.species_core:
                             G = G[species[i]]
                         if spec.K(k):
                             G = np.einsum("cK,aKb->acb", pot.block(f"core{k}.U.l{l}"), G)
-                        nc = spec.channels(l)
-                        cg = real_cg_dense(L_in, l, L_out)
+                        cg = real_cg_dense(L_in, l, L_out).transpose(1, 2, 0)  # [M_in, m, M_out]
+                        Ms = lambda L: range(-L, L + 1)  # noqa: E731
                         for a in range(r_in):
-                            for b in range(r_out):
-                                for M_in in range(-L_in, L_in + 1):
-                                    for M_out in range(-L_out, L_out + 1):
-                                        T[ix_in[(L_in, a, M_in)], :nc, l, lm - l:lm + l + 1, ix_out[(L_out, b, M_out)]] += (
-                                            G[a, :, b][:, None] * cg[M_out + L_out, M_in + L_in][None, :])
-            h = np.einsum("I,clm,IclmO->O", h, A[i], T)
-        V[i] = h[0]
+                            for c in range(nc):
+                                for b in range(r_out):
+                                    T[np.ix_([fx(L_in, a, M) for M in Ms(L_in)], [fy(l, c, m) for m in Ms(l)],
+                                             [fo(L_out, b, M) for M in Ms(L_out)])] += G[a, c, b] * cg
+            vec = lambda v: A[i].ravel() if v == "A" else h[v]  # noqa: E731
+            h[k] = np.einsum("I,J,IJO->O", vec(x), vec(y), T)
+        V[i] = h[spec.cores][0]
     e0 = pot.block("e0")
     return np.array([e0[s] for s in species]) + V

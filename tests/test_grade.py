@@ -42,7 +42,7 @@ def test_maxvol_bounds_every_row_and_is_locally_maximal():
 def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential, spec):
     """Per-atom rows of every group: C equals the numpy reference, and rows · θ_group (+ e0) is the
     backend's own site energy (the model is linear in each group); the fused rows of core 1 from the
-    evaluation kernels (float64 and float32, folded cores or not) equal them too."""
+    evaluation kernels (float64 and float32, folded cores or not, chain or tree) equal them too."""
     from etn.cdesign import CDesign
     from etn.design import DesignReference
 
@@ -61,11 +61,14 @@ def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential
         assert Xc.shape == (2 * len(atoms), g.size)
         assert np.allclose(Xc[:len(atoms)], Xn, rtol=1e-10, atol=1e-12) and np.allclose(Xc[len(atoms):], Xn)
         assert np.allclose(Xn @ potential.params[g.cols] + potential.block("e0")[pr.species], e, atol=1e-10)
-    # the evaluation kernels write core 1's rows for each atom's species in the same pass as the forces
+    # the evaluation kernels write the species-specific core's rows (core 1 of a chain, the root of a tree)
+    # for each atom's species in the same pass as the forces
     from etn.cbackend import CBackend
 
-    cols = grade.species_columns(sched, "core1")
-    X = ref.site_rows(potential.params, [pr], "core1")
+    graded = grade.default_group(sched)
+    assert graded == ("core1" if spec.topology == "tensor_train" else f"core{spec.cores}")
+    cols = grade.species_columns(sched, graded)
+    X = ref.site_rows(potential.params, [pr], graded)
     want = np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)])
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-4)):
         e2, g2, R, _ = CBackend(sched, dtype).compute_graded(potential.params, pr)

@@ -128,3 +128,28 @@ def test_bad_configurations(potential):
         potential.evaluate(Atoms([sp[0]] * 2, positions=[[0, 0, 0], [0.01, 0, 0]]))
     with pytest.raises(etn.ConfigurationError, match="NaN"):
         potential.evaluate(Atoms([sp[0]] * 2, positions=[[0, 0, 0], [np.nan, 0, 0]]))
+
+
+@pytest.mark.parametrize("topology,bonds", [("tensor_train", ["2x0 + 2x1 + 1x2", "1x0 + 2x1 + 1x2"]),
+                                            ("tree", ["2x0 + 1x1 + 1x2", "1x0 + 2x1 + 1x2"])])
+def test_vector_output_is_equivariant(topology, bonds):
+    """A network whose output bond is 1x1 gives a vector per atom through the same schedule and
+    contraction: rotating (or reflecting) the atoms by Q turns each atom's vector by D¹(Q) = P Q Pᵀ (real
+    harmonics of l = 1 are (y, z, x)); permuting atoms permutes the vectors; translations change nothing."""
+    spec = etn.Spec(species=("Cu", "Ni"), r_min=1.5, r_cut=4.5, n_radial=3, l_max=2, cores=3, bonds=bonds,
+                    topology=topology, output="1x1")
+    assert not spec.is_energy and spec.to_dict()["output"] == "1x1"
+    pot = etn.Potential.random(spec, seed=2)
+    atoms = random_cluster(spec.species, n=9, seed=9, box=5.5)
+    ref = pot.output(atoms)
+    assert ref.shape == (len(atoms), 3) and np.abs(ref).max() > 1e-3
+    P = np.eye(3)[[1, 2, 0]]
+    for R in Rotation.random(3, random_state=4).as_matrix():
+        for Q in (R, -R):
+            moved = atoms.copy()
+            moved.positions = atoms.positions @ Q.T + np.array([0.7, -0.2, 1.1])
+            np.testing.assert_allclose(pot.output(moved), ref @ (P @ Q @ P.T).T, atol=1e-12 * np.abs(ref).max())
+    perm = np.random.default_rng(1).permutation(len(atoms))
+    np.testing.assert_allclose(pot.output(atoms[perm]), ref[perm], atol=1e-13 * np.abs(ref).max())
+    with pytest.raises(etn.SpecError, match="not an energy"):
+        pot.evaluate(atoms)

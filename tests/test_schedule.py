@@ -39,17 +39,24 @@ def test_schedule_consistent(name):
         assert b.offset == offset
         offset += b.size
     assert offset == s1.n_params == d["n_params"]
+    features = {l: spec.channels(l) for l in range(spec.l_max + 1)}
     for core in s1.cores:
-        b_in, b_out = spec.bond(core.k - 1), spec.bond(core.k)
-        expect = {(Li, l, Lo) for Li in b_in.Ls for l in range(spec.l_max + 1) for Lo in b_out.Ls if admissible(Li, l, Lo)}
+        x, y = spec.graph[core.k - 1]
+        assert core.inputs == (x, y)
+        dims_x = features if x == "A" else dict(spec.bond(x).terms)
+        dims_y = features if y == "A" else dict(spec.bond(y).terms)
+        b_out = spec.bond(core.k)
+        expect = {(Li, l, Lo) for Li in dims_x for l in dims_y for Lo in b_out.Ls
+                  if admissible(Li, l, Lo) and not (x == y == "A" and Li > l)}  # A x A: symmetric, L_in <= l
         assert {(p.L_in, p.l, p.L_out) for p in core.paths} == expect
         for p in core.paths:
             assert p.order == min(p.flops, key=lambda o: (p.flops[o] + p.bwd_flops[o], p.flops[o]))
             assert all(abs(e.M_out) <= p.L_out and abs(e.M_in) <= p.L_in and abs(e.m) <= p.l for e in p.cg)
             assert p.nnz == np.count_nonzero(etn.generator.real_cg_dense(p.L_in, p.l, p.L_out))
             shape = s1.block(p.param).shape
-            assert shape[-3:] == (b_in.rank(p.L_in), core.K or spec.channels(p.l), b_out.rank(p.L_out))
-            assert len(shape) == 3 + (core.k == 1)
+            assert shape[-3:] == (dims_x[p.L_in], core.K or dims_y[p.l], b_out.rank(p.L_out))
+            assert len(shape) == 3 + (core.k == spec.species_core)
+            assert s1.block(p.param).core == core.k and s1.block(p.param).group == f"core{core.k}"
     # a compressing core is folded (U multiplied into its blocks) exactly when that costs fewer FLOPs
     # forward + backward; the folded paths are the same paths with n_c = C, each in its cheapest order
     cost = lambda ps: sum(p.flops[p.order] + p.bwd_flops[p.order] for p in ps)  # noqa: E731
@@ -64,7 +71,7 @@ def test_schedule_consistent(name):
         else:
             assert c.folded == ()
         if c.K:
-            folded = [_path(p.L_in, p.l, p.L_out, p.r_in, spec.channels(p.l), p.r_out, p.cg, p.param, c.k == 1) for p in c.paths]
+            folded = [_path(p.L_in, p.l, p.L_out, p.r_in, spec.channels(p.l), p.r_out, p.cg, p.param, c.inputs[0] == 0) for p in c.paths]
             assert c.fold == (cost(folded) < 2 * compress + cost(c.paths))
         else:
             assert not c.fold

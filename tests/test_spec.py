@@ -59,6 +59,13 @@ def test_toml_round_trip_and_hash():
     (dict(cores=50), "cores must be between 1 and 8"),
     (dict(bonds=["100000x0", "2x0"]), "rank of L=0 must be between 1 and 64"),
     (dict(colour="red"), "unknown key.*colour"),
+    (dict(topology="tree", bonds=["2x0 + 1x1"] * 2, compression=[0, 0, 3]), "core 3 has no feature input"),
+    (dict(topology="tree", bonds=["2x0 + 1x1"] * 2, compression=[3, 0, 0]), r"core 1 couples the features with themselves \(A, A\)"),
+    (dict(topology="tree", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"]), r"L=\[2\] cannot be coupled to the scalar output"),
+    (dict(topology="tree", bonds=["2x0"]), "a tree of 3 cores has 2 inner bonds"),
+    (dict(output="2x1"), "one irrep of rank 1"),
+    (dict(output="1x0 + 1x1"), "one irrep of rank 1"),
+    (dict(output="1x5"), "cannot be coupled to the output '1x5'"),
     (dict(r_cut=...), "missing required key.*r_cut"),
 ])
 def test_bad_fields_have_clear_errors(kw, match):
@@ -76,6 +83,27 @@ def test_scalar_compression_and_channels():
     assert s.compression == (3, 3, 3) and s.K(2) == 3
     assert s.n_channels == 8 and s.channels(0) == 9 and s.channels(1) == 8
     assert make(compression=0).compression == ()
+
+
+def test_topologies_are_graphs():
+    """Each builder's graph: every core has two inputs, every inner bond is taken by exactly one later core,
+    the degree counts the feature inputs, and old chain specs keep their hash (no new keys written)."""
+    chain = make()
+    assert chain.graph == ((0, "A"), (1, "A"), (2, "A")) and chain.degree == 3 and chain.species_core == 1
+    assert "output" not in chain.to_dict() and "topology" in chain.to_dict()
+    for n, graph, degree in [(1, (("A", "A"),), 2), (2, (("A", "A"), (1, "A")), 3),
+                             (3, (("A", "A"), ("A", "A"), (1, 2)), 4),
+                             (4, (("A", "A"), ("A", "A"), (1, 2), (3, "A")), 5),
+                             (6, (("A", "A"), ("A", "A"), ("A", "A"), (1, 2), (3, "A"), (4, 5)), 7)]:
+        t = etn.generator.spec.tree(n)
+        assert t == graph and sum(x == "A" for ins in t for x in ins) == degree
+        taken = [v for ins in t for v in ins if v != "A"]
+        assert sorted(taken) == list(range(1, n)) and all(v < k for k, ins in enumerate(t, 1) for v in ins if v != "A")
+    tree = make(topology="tree", bonds=["2x0 + 1x1", "2x0 + 1x1"])
+    assert tree.species_core == 3 and tree.degree == 4 and tree.hash != make(bonds=["2x0 + 1x1", "2x0 + 1x1"]).hash
+    assert Spec.from_toml(tree.to_toml()) == tree
+    vec = make(output="1x1", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"])
+    assert not vec.is_energy and str(vec.bond(3)) == "1x1" and Spec.from_toml(vec.to_toml()) == vec
 
 
 @pytest.mark.parametrize("name", etn.catalogue.names())
