@@ -7,7 +7,7 @@ A spec is written as TOML (top-level keys, or a ``[model]`` table) or built in P
     r_cut       = 5.0                       # Å, cutoff radius
     n_radial    = 6                         # N_r, radial functions per neighbour species
     l_max       = 3                         # largest l of the features A[c, l, m]
-    topology    = "tensor_train"            # network topology: "tensor_train" or "tree"
+    topology    = "tensor_train"            # network topology: "tensor_train", "tree" or "network"
     cores       = 3                         # n, number of cores (coupling nodes)
     bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # n-1 inner bonds: rank x L, bond k = core k's output
     output      = "1x0"                     # irreps of the last core's output: "1x0" = the site energy
@@ -23,11 +23,16 @@ centre atom or an earlier core's output bond (``0`` is the constant scalar 1). T
 names the builder of that graph:
 
 * ``tensor_train``: core k couples bond k-1 with ``A`` (core 1: the constant with ``A``); degree n.
-* ``tree``: a balanced binary tree; the n + 1 leaves are ``A``, paired level by level
-  (n = 3: core 1 = (A, A), core 2 = (A, A), core 3 = (bond 1, bond 2)); degree n + 1.
+* ``tree``: a balanced binary tree (hierarchical Tucker): d = (n + 1) / 2 leaf cores (constant, A)
+  map the features into bonds, and n - d inner cores couple two bonds each, paired level by level
+  (n = 7: leaves 1-4, core 5 = (bond 1, bond 2), core 6 = (bond 3, bond 4), core 7 = (bond 5,
+  bond 6)); degree d.
+* ``network``: the graph as written in ``network``: one ``[first, second]`` pair per core, each
+  ``"A"`` or a bond index (``[["A", "A"], ["A", "A"], [1, 2]]`` couples the features pairwise in
+  cores 1 and 2); every inner bond feeds exactly one later core (a tree).
 
 One core is species-specific (its blocks have a leading species index): core 1 of a tensor train,
-the root (core n) of a tree.
+the root (core n) otherwise.
 """
 
 from __future__ import annotations
@@ -42,12 +47,12 @@ from pathlib import Path
 
 from .errors import EtnError
 
-TOPOLOGIES = ("tensor_train", "tree")
+TOPOLOGIES = ("tensor_train", "tree", "network")
 #: the input of a core that is the centre atom's features A[c, l, m] (other inputs are bond indices)
 FEATURES = "A"
 DTYPES = ("float64", "float32")
-KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "cores", "bonds", "output", "compression",
-        "dtype", "repulsion")
+KEYS = ("species", "r_min", "r_cut", "n_radial", "l_max", "topology", "network", "cores", "bonds", "output",
+        "compression", "dtype", "repulsion")
 SCALAR = "1x0"
 REPULSIONS = ("none", "zbl")
 #: the ZBL term is switched on over [ZBL_INNER * r_min, r_min]: whole below, none from r_min on
@@ -141,6 +146,7 @@ class Spec:
     dtype: str = "float64"
     repulsion: str = "none"
     output: Irreps = SCALAR
+    network: tuple = ()
     _graph: tuple = field(default=(), compare=False, repr=False)
     _hash: str = field(default="", compare=False, repr=False)
 
@@ -196,7 +202,8 @@ class Spec:
             raise SpecError(f"output: expected one irrep of rank 1, '1x0' (an energy) or e.g. '1x1' (a vector), "
                             f"got '{output}'")
         set_("output", output)
-        set_("_graph", BUILDERS[self.topology](self.cores))
+        set_("network", _network(self.network, self.topology, self.cores))
+        set_("_graph", self.network if self.topology == "network" else BUILDERS[self.topology](self.cores))
         comp = self.compression
         if comp is None:
             comp = ()
@@ -245,7 +252,7 @@ class Spec:
 
     @property
     def species_core(self) -> int:
-        """The core whose blocks have a leading species index: 1 in a tensor train, n (the root) in a tree."""
+        """The core whose blocks have a leading species index: 1 in a tensor train, n (the root) otherwise."""
         return 1 if self.topology == "tensor_train" else self.cores
 
     @property
@@ -320,6 +327,8 @@ class Spec:
             d["repulsion"] = self.repulsion
         if not self.is_energy:  # likewise
             d["output"] = str(self.output)
+        if self.network:
+            d["network"] = [list(ins) for ins in self.network]
         return d
 
     def canonical_json(self) -> str:
@@ -339,6 +348,8 @@ class Spec:
         kw["species"] = tuple(kw["species"]) if isinstance(kw["species"], list) else kw["species"]
         if isinstance(kw.get("bonds"), list):
             kw["bonds"] = tuple(kw["bonds"])
+        if isinstance(kw.get("network"), list):
+            kw["network"] = tuple(tuple(x) if isinstance(x, list) else x for x in kw["network"])
         if isinstance(kw.get("compression"), list):
             kw["compression"] = tuple(kw["compression"])
         return cls(**kw)
@@ -384,18 +395,56 @@ def tensor_train(n: int) -> tuple[tuple, ...]:
 
 
 def tree(n: int) -> tuple[tuple, ...]:
-    """A balanced binary tree of n cores over n + 1 feature leaves, paired level by level left to right
-    (an odd item out moves up a level); the last core is the root."""
-    items, graph = [FEATURES] * (n + 1), []
+    """A balanced binary tree: d = (n + 1) / 2 leaves (constant, A), then the bonds paired level by level
+    left to right (an odd one out moves up a level); the last core is the root."""
+    if n % 2 == 0:
+        raise SpecError(f"cores = {n}: a tree over d feature leaves has 2d - 1 cores (d leaves, d - 1 couplings); "
+                        f"use an odd number, e.g. 7 for degree 4")
+    d = (n + 1) // 2
+    graph = [(0, FEATURES)] * d
+    items = list(range(1, d + 1))
     while len(items) > 1:
         nxt = []
         for i in range(0, len(items) - 1, 2):
-            a, b = items[i], items[i + 1]
-            graph.append((b, a) if a == FEATURES and b != FEATURES else (a, b))  # a bond, if any, comes first
+            graph.append((items[i], items[i + 1]))
             nxt.append(len(graph))
         if len(items) % 2:
             nxt.append(items[-1])
         items = nxt
+    return tuple(graph)
+
+
+def _network(network, topology: str, n: int) -> tuple:
+    """The validated ``network`` of a spec: required for topology "network", refused otherwise."""
+    if topology != "network":
+        if network:
+            raise SpecError(f"network: only for topology = 'network' (this spec's is {topology!r}); remove it")
+        return ()
+    if not isinstance(network, (list, tuple)) or len(network) != n:
+        raise SpecError(f"network: give one [first, second] input pair per core ({n}), e.g. "
+                        f"[[\"A\", \"A\"], [\"A\", \"A\"], [1, 2]]; got {network!r}")
+    graph, taken = [], {}
+    for k, ins in enumerate(network, 1):
+        if not isinstance(ins, (list, tuple)) or len(ins) != 2:
+            raise SpecError(f"network[{k - 1}]: a core has two inputs, [first, second]; got {ins!r}")
+        for v in ins:
+            if v == FEATURES:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < k:
+                raise SpecError(f"network[{k - 1}]: an input is \"A\" (the features), 0 (the constant) or the bond "
+                                f"of an earlier core 1 … {k - 1}; got {v!r}")
+            if v and v in taken:
+                raise SpecError(f"network: bond {v} feeds cores {taken[v]} and {k}; each bond feeds one core (a tree)")
+            if v:
+                taken[v] = k
+        if ins[1] == 0:
+            raise SpecError(f"network[{k - 1}]: the constant goes first, [0, \"A\"]; got {list(ins)}")
+        graph.append(tuple(ins))
+    unused = sorted(set(range(1, n)) - set(taken))
+    if unused:
+        raise SpecError(f"network: bond(s) {unused} feed no core; every core but the last must feed a later one")
+    if not any(FEATURES in ins for ins in graph):
+        raise SpecError("network: no core takes the features \"A\"")
     return tuple(graph)
 
 

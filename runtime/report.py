@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .generator.schedule import ORDERS, Schedule
+from .generator.spec import FEATURES
 
 
 def _fmt(n: int) -> str:
@@ -19,6 +20,8 @@ def table(sched: Schedule) -> str:
         f"features A[c, l, m]: C = {spec.n_channels} channels (+1 constant for l = 0), "
         f"{f['n_sh']} harmonics, {f['size']} numbers per atom",
         "bonds: " + "  |  ".join(f"b{b['k']}: {b['irreps']}" for b in sched.bonds),
+        "cores: " + "  |  ".join(f"{c.k}: {_input_text(c.inputs[0])} x {_input_text(c.inputs[1])} -> b{c.k}"
+                                 + (" (per species)" if c.species_specific else "") for c in sched.cores),
         "",
     ]
     hdr = f"{'core':>4} {'path (L_in,l,L_out)':>19} {'r_in x n_c x r_out':>18} {'nnz':>5} {'params':>8} " \
@@ -48,26 +51,37 @@ def table(sched: Schedule) -> str:
     return "\n".join(out)
 
 
+def _input_text(v) -> str:
+    return "A" if v == FEATURES else "1" if v == 0 else f"b{v}"
+
+
 def dot(sched: Schedule) -> str:
-    """Graphviz ``digraph`` of the network: cores as boxes, bonds as labelled edges, features as leaves."""
+    """Graphviz ``digraph`` of the network: cores as boxes, bonds as labelled edges (from the core that
+    forms a bond to the core that takes it), the features as leaves, the output as a circle."""
     spec = sched.spec
+    out_label = "V_i" if spec.is_energy else f"output\\n{spec.output}"
     lines = ["digraph etn {", "  rankdir=LR;", '  node [fontname="Helvetica"];',
-             '  in [shape=point]; out [shape=doublecircle, label="V_i"];']
+             f'  out [shape=doublecircle, label="{out_label}"];']
+    if any(c.constant_input for c in sched.cores):
+        lines.append("  in [shape=point];")
+    feat = f"A[c,l,m]\\nC={spec.n_channels}, l<={spec.l_max}"
     for core in sched.cores:
         k = core.k
         label = f"core {k}\\n{len(core.paths)} paths" + ("\\nper species" if core.species_specific else "")
         lines.append(f'  g{k} [shape=box, style=rounded, label="{label}"];')
-        feat = f"A[c,l,m]\\nC={spec.n_channels}, l<={spec.l_max}"
-        if core.K:
-            lines.append(f'  u{k} [shape=box, label="U{k}\\nK={core.K}"];')
-            lines.append(f'  a{k} [shape=ellipse, label="{feat}"];')
-            lines.append(f"  a{k} -> u{k}; u{k} -> g{k};")
-        else:
-            lines.append(f'  a{k} [shape=ellipse, label="{feat}"];')
-            lines.append(f"  a{k} -> g{k};")
-    for k in range(spec.cores + 1):
-        src = "in" if k == 0 else f"g{k}"
-        dst = "out" if k == spec.cores else f"g{k + 1}"
-        lines.append(f'  {src} -> {dst} [label="{sched.bonds[k]["irreps"]}"];')
+        for side, v in zip("xy", core.inputs):
+            if v == 0:
+                lines.append(f'  in -> g{k} [label="{sched.bonds[0]["irreps"]}"];')
+            elif v == FEATURES:
+                a = f"a{k}{side}"
+                lines.append(f'  {a} [shape=ellipse, label="{feat}"];')
+                if core.K:
+                    lines.append(f'  u{k} [shape=box, label="U{k}\\nK={core.K}"];')
+                    lines.append(f"  {a} -> u{k}; u{k} -> g{k};")
+                else:
+                    lines.append(f"  {a} -> g{k};")
+            else:
+                lines.append(f'  g{v} -> g{k} [label="{sched.bonds[v]["irreps"]}"];')
+    lines.append(f'  g{spec.cores} -> out [label="{sched.bonds[spec.cores]["irreps"]}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ from ase import Atoms
 import etn
 
 #: catalogue specs cheap enough for numerical tests on every run
-NUMERIC_SPECS = ["tiny", "binary", "compressed", "tree"]
+NUMERIC_SPECS = ["tiny", "binary", "compressed", "tree", "network"]
 
 
 def random_cluster(species, n=8, seed=0, box=6.0, min_dist=1.6):

@@ -99,10 +99,10 @@ def test_orthogonalisation_keeps_the_model():
 
 
 def test_tree_gauge_moves_across_each_bond_and_keeps_the_model():
-    """In a tree (core 3 = (bond 1, bond 2)), the gauge moves up bond 1 into core 3's first leg, up bond 2
-    into its second, and down either bond into a leaf: the predictions stay, the moved-from core is
-    orthonormal per irrep of the bond it left by."""
-    spec = etn.catalogue.load("tree")
+    """In a network with core 3 = (bond 1, bond 2), the gauge moves up bond 1 into core 3's first leg, up
+    bond 2 into its second, and down either bond into a leaf: the predictions stay, the moved-from core
+    is orthonormal per irrep of the bond it left by."""
+    spec = etn.catalogue.load("network")
     pot = etn.Potential.random(spec, seed=4, backend="numpy")
     atoms = random_crystal(spec.species, seed=1)
     ref = _predict(pot, atoms)
@@ -186,9 +186,9 @@ def test_teacher_student_same_spec_reaches_machine_precision():
 def test_tree_teacher_student_reaches_machine_precision():
     """ALS over the cores of a tree recovers a tree teacher: one solve of a scrambled core (the model is
     linear in it) and, from a start near the teacher, sweeps with the gauge moving along the tree's bonds
-    and the polish reach machine precision."""
+    (leaf -> root -> leaf between consecutive cores) and the polish reach machine precision."""
     spec = etn.catalogue.load("tree")
-    teacher = etn.Potential.random(spec, seed=7, scale=0.5)
+    teacher = etn.Potential.random(spec, seed=7, scale=1.5)
     teacher.block("e0")[:] = -3.0
     train, valid = _teacher_frames(teacher, 40, 1), _teacher_frames(teacher, 10, 2)
     s = FitSettings(sweeps=4, polish=20, regularization=1e-14, patience=10, reference_energies={"Cu": -3.0, "Ni": -3.0})
@@ -200,7 +200,7 @@ def test_tree_teacher_student_reaches_machine_precision():
                 start.block(b.name)[...] = rng.normal(size=b.shape)
         f = Fitter(spec, train, valid, s, progress=False, init=start)
         before = f.loss(train, start)
-        assert before > 1e-5
+        assert before > 1e-6
         assert f.solve(f"core{k}") < 1e-10 * before, k  # round-off of the normal equations
     near = etn.Potential(spec, teacher.params * (1 + 1e-3 * rng.normal(size=teacher.params.size)))
     pot = Fitter(spec, train, valid, s, progress=False, init=near).run()

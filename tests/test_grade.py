@@ -66,7 +66,7 @@ def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential
     from etn.cbackend import CBackend
 
     graded = grade.default_group(sched)
-    assert graded == ("core1" if spec.topology == "tensor_train" else f"core{spec.cores}")
+    assert graded == ("core1" if spec.topology == "tensor_train" else f"core{spec.cores}")  # else: the root
     cols = grade.species_columns(sched, graded)
     X = ref.site_rows(potential.params, [pr], graded)
     want = np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)])

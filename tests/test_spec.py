@@ -59,10 +59,20 @@ def test_toml_round_trip_and_hash():
     (dict(cores=50), "cores must be between 1 and 8"),
     (dict(bonds=["100000x0", "2x0"]), "rank of L=0 must be between 1 and 64"),
     (dict(colour="red"), "unknown key.*colour"),
-    (dict(topology="tree", bonds=["2x0 + 1x1"] * 2, compression=[0, 0, 3]), "core 3 has no feature input"),
-    (dict(topology="tree", bonds=["2x0 + 1x1"] * 2, compression=[3, 0, 0]), r"core 1 couples the features with themselves \(A, A\)"),
-    (dict(topology="tree", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"]), r"L=\[2\] cannot be coupled to the scalar output"),
-    (dict(topology="tree", bonds=["2x0"]), "a tree of 3 cores has 2 inner bonds"),
+    (dict(topology="tree", cores=4, bonds=["2x0"] * 3), "a tree over d feature leaves has 2d - 1 cores"),
+    (dict(topology="tree", cores=5, bonds=["2x0 + 1x1"] * 4, compression=[0, 0, 0, 3, 0]), "core 4 has no feature input"),
+    (dict(topology="network", network=[["A", "A"], ["A", "A"], [1, 2]], bonds=["2x0 + 1x1"] * 2,
+          compression=[3, 0, 0]), r"core 1 couples the features with themselves \(A, A\)"),
+    (dict(topology="tree", cores=5, bonds=["2x0 + 1x1"] * 3), "a tree of 5 cores has 4 inner bonds"),
+    (dict(topology="network", network=[["A", "A"], ["A", "A"], [1, 2]], bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"]),
+     r"L=\[2\] cannot be coupled to the scalar output"),
+    (dict(topology="network"), "give one \\[first, second\\] input pair per core"),
+    (dict(topology="network", network=[[0, "A"], [1, "A"], [1, "A"]]), "bond 1 feeds cores 2 and 3"),
+    (dict(topology="network", network=[[0, "A"], [3, "A"], [2, "A"]]), "the bond of an earlier core"),
+    (dict(topology="network", network=[[0, "A"], [0, "A"], [2, "A"]]), r"bond\(s\) \[1\] feed no core"),
+    (dict(topology="network", network=[["A", 0], [1, "A"], [2, "A"]]), "the constant goes first"),
+    (dict(topology="network", network=[[0, "A", 1], [1, "A"], [2, "A"]]), "a core has two inputs"),
+    (dict(network=[[0, "A"], [1, "A"], [2, "A"]]), "only for topology = 'network'"),
     (dict(output="2x1"), "one irrep of rank 1"),
     (dict(output="1x0 + 1x1"), "one irrep of rank 1"),
     (dict(output="1x5"), "cannot be coupled to the output '1x5'"),
@@ -90,18 +100,20 @@ def test_topologies_are_graphs():
     the degree counts the feature inputs, and old chain specs keep their hash (no new keys written)."""
     chain = make()
     assert chain.graph == ((0, "A"), (1, "A"), (2, "A")) and chain.degree == 3 and chain.species_core == 1
-    assert "output" not in chain.to_dict() and "topology" in chain.to_dict()
-    for n, graph, degree in [(1, (("A", "A"),), 2), (2, (("A", "A"), (1, "A")), 3),
-                             (3, (("A", "A"), ("A", "A"), (1, 2)), 4),
-                             (4, (("A", "A"), ("A", "A"), (1, 2), (3, "A")), 5),
-                             (6, (("A", "A"), ("A", "A"), ("A", "A"), (1, 2), (3, "A"), (4, 5)), 7)]:
+    assert "output" not in chain.to_dict() and "network" not in chain.to_dict()
+    leaf = (0, "A")
+    for n, graph, degree in [(1, (leaf,), 1), (3, (leaf, leaf, (1, 2)), 2), (5, (leaf,) * 3 + ((1, 2), (4, 3)), 3),
+                             (7, (leaf,) * 4 + ((1, 2), (3, 4), (5, 6)), 4)]:
         t = etn.generator.spec.tree(n)
         assert t == graph and sum(x == "A" for ins in t for x in ins) == degree
-        taken = [v for ins in t for v in ins if v != "A"]
+        taken = [v for ins in t for v in ins if v not in ("A", 0)]
         assert sorted(taken) == list(range(1, n)) and all(v < k for k, ins in enumerate(t, 1) for v in ins if v != "A")
-    tree = make(topology="tree", bonds=["2x0 + 1x1", "2x0 + 1x1"])
-    assert tree.species_core == 3 and tree.degree == 4 and tree.hash != make(bonds=["2x0 + 1x1", "2x0 + 1x1"]).hash
+    tree = make(topology="tree", cores=3, bonds=["2x0 + 1x1", "2x0 + 1x1"])
+    assert tree.species_core == 3 and tree.degree == 2 and tree.hash != make(bonds=["2x0 + 1x1", "2x0 + 1x1"]).hash
     assert Spec.from_toml(tree.to_toml()) == tree
+    net = make(topology="network", network=[["A", "A"], ["A", "A"], [1, 2]], bonds=["2x0 + 1x1"] * 2)
+    assert net.graph == (("A", "A"), ("A", "A"), (1, 2)) and net.degree == 4
+    assert Spec.from_toml(net.to_toml()) == net and Spec.from_toml(net.to_toml()).hash == net.hash
     vec = make(output="1x1", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"])
     assert not vec.is_energy and str(vec.bond(3)) == "1x1" and Spec.from_toml(vec.to_toml()) == vec
 
