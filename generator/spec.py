@@ -202,6 +202,9 @@ class Spec:
             raise SpecError(f"output: expected one irrep of rank 1, '1x0' (an energy) or e.g. '1x1' (a vector), "
                             f"got '{output}'")
         set_("output", output)
+        if self.repulsion != "none" and str(output) != SCALAR:
+            raise SpecError(f"repulsion = '{self.repulsion}' is a pair energy; this spec's output is '{output}': "
+                            f"set repulsion = 'none'")
         set_("network", _network(self.network, self.topology, self.cores))
         set_("_graph", self.network if self.topology == "network" else BUILDERS[self.topology](self.cores))
         comp = self.compression

@@ -44,6 +44,21 @@ class CBackend:
             raise ValueError("a species index is out of range for this model")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
 
+    def output(self, params, pairs) -> np.ndarray:
+        """The network's output per atom (N, 2L + 1) for a tensor-output spec, or the site energies (N, 1)."""
+        N, n_out = pairs.n_atoms, self.sched.bonds[-1]["size"]
+        csr = PairsCSR(pairs, self.np_dtype)
+        p = np.ascontiguousarray(params, dtype=self.np_dtype)
+        out = np.zeros(N * n_out, dtype=self.np_dtype)
+        rc = self.lib.etn_compute(
+            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
+            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", out), self.ffi.NULL)
+        if rc == -2:
+            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
+        if rc != 0:
+            raise ValueError("a species index is out of range for this model")
+        return out.astype(np.float64).reshape(N, n_out)
+
     def compute_graded(self, params, pairs, rows: bool = True, active=None):
         """``compute`` with gradients and, from the same pass, each atom's row of extrapolation grades
         (N × etn_grade_row_size: dV_i/dg of core 1's block for its species, :mod:`etn.grade`) if ``rows``,

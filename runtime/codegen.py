@@ -124,8 +124,18 @@ def _grade_rows(sched: Schedule, ctx: dict) -> dict:
                 h=ctx["xname"](core), B="Bg" if K else ctx["fname"](core))
 
 
+def energy_only(sched: Schedule, what: str) -> None:
+    """Refuse a model whose output is not an energy where only energies make sense."""
+    if not sched.spec.is_energy:
+        from .generator import SpecError
+
+        raise SpecError(f"{what} needs an energy model; this spec's output is '{sched.spec.output}' per atom "
+                        f"(evaluate it with Potential.output: numpy or C)")
+
+
 def render_cuda(sched: Schedule, dtype: str | None = None) -> Source:
     """The CUDA kernels (``kernels``: a .cu file) and their host-launcher header (the cffi contract)."""
+    energy_only(sched, "the CUDA backend")
     ctx = _context(sched, dtype, "etn_cuda.h")
     ctx.update(threads=CUDA_THREADS, n_paths=sum(len(c.paths) for c in sched.cores))
     env = environment()
@@ -153,6 +163,7 @@ def render_design_cuda(sched: Schedule) -> Source:
 def _design_context(sched: Schedule, header_name: str) -> dict:
     from .design import groups
 
+    energy_only(sched, "fitting (design rows)")
     ctx = _context(sched, "float64", header_name)
     ctx["design"] = True  # atom.c.j2 without what only the evaluation uses
     xoffs = {c.k: np.concatenate([[0], np.cumsum([p.r_in * p.r_out * (2 * p.l + 1) for p in c.paths])]) for c in sched.cores}

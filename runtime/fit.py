@@ -288,6 +288,8 @@ class Fitter:
         from .parallel import world
 
         self.settings = s = settings or FitSettings()
+        if not spec.is_energy:
+            raise FitError(f"fitting needs an energy model; this spec's output is '{spec.output}' per atom")
         if not train:
             raise FitError("no training configurations")
         self.train, self.valid = list(train), list(valid or [])

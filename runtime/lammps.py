@@ -160,6 +160,9 @@ def export(model, out_dir, build_plugin: bool = True, dtype: str = "float64") ->
     from .potential import Potential
 
     pot = Potential.load(model) if isinstance(model, (str, os.PathLike)) else model
+    from .codegen import energy_only
+
+    energy_only(pot.schedule, "a LAMMPS pair style")
     try:
         inst = find()
     except LammpsError:

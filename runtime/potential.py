@@ -112,12 +112,13 @@ class Potential:
 
     def output(self, atoms, backend: str | None = None) -> np.ndarray:
         """The network's output per atom, (N, 2L + 1) for a spec with ``output = "1xL"`` (real spherical
-        harmonic components m = -L … L; for L = 1 that is (y, z, x)); without e0 and the pair term. For
-        an energy model, the site energies less e0."""
-        name = backend or self.backend
-        be = self._get_backend("numpy" if name == "c" and not self.spec.is_energy else name)
+        harmonic components m = -L … L; for L = 1 that is (y, z, x)); without e0 and the pair term
+        (energy models: use :meth:`evaluate`)."""
+        if self.spec.is_energy:
+            raise ValueError("this model's output is an energy: use Potential.evaluate(atoms)")
+        be = self._get_backend(backend or self.backend)
         if not hasattr(be, "output"):
-            raise ValueError(f"backend {name!r} evaluates energies only; use backend='numpy'")
+            raise ValueError(f"backend {backend or self.backend!r} evaluates energies only; use 'c' or 'numpy'")
         return be.output(self.params, pairs(atoms, self.spec))
 
     def _get_backend(self, name):

@@ -254,6 +254,18 @@ def test_two_mpi_ranks_agree_with_one(refractory, tmp_path):
     check_against_ase(pot, atoms, two)
 
 
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_tree_model_matches_ase(tmp_path, nprocs):
+    """A hierarchical Tucker tree (catalogue 'tree', 7 cores, root per species) in LAMMPS: the same
+    plugin template, the generated kernels following the graph; energies, forces and stress as ASE's."""
+    pot = etn.Potential.random(etn.catalogue.load("tree"), seed=5, scale=1.0)
+    pot.block("e0")[:] = [-3.5, -4.25]
+    plugin = tmp_path / f"plugin{nprocs}"
+    export(pot, plugin)
+    atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(3, 2, 2), rattle=0.1)
+    check_against_ase(pot, atoms, run_static(tmp_path, plugin, plugin / "model.etn", atoms, ["Cu", "Ni"], nprocs=nprocs))
+
+
 def test_nve_conserves_energy(stable, tmp_path):
     """A 'tiny' model with a repulsive pair part (as in the C-kernel MD test), 128 Cu atoms at
     600 K, 1 fs steps, 1000 steps on 2 ranks: total energy stays within 2e-4 eV/atom."""

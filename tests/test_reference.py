@@ -139,10 +139,12 @@ def test_vector_output_is_equivariant(topology, bonds):
     spec = etn.Spec(species=("Cu", "Ni"), r_min=1.5, r_cut=4.5, n_radial=3, l_max=2, cores=3, bonds=bonds,
                     topology=topology, output="1x1", network=[["A", "A"], [1, "A"], [2, "A"]] if topology == "network" else ())
     assert not spec.is_energy and spec.to_dict()["output"] == "1x1"
-    pot = etn.Potential.random(spec, seed=2)
+    pot = etn.Potential.random(spec, seed=2, backend="numpy")
     atoms = random_cluster(spec.species, n=9, seed=9, box=5.5)
     ref = pot.output(atoms)
     assert ref.shape == (len(atoms), 3) and np.abs(ref).max() > 1e-3
+    for backend, tol in (("c-float64", 1e-12), ("c-float32", 1e-5)):  # the generated C kernels, forward pass only
+        np.testing.assert_allclose(pot.output(atoms, backend=backend), ref, rtol=0, atol=tol * np.abs(ref).max())
     P = np.eye(3)[[1, 2, 0]]
     for R in Rotation.random(3, random_state=4).as_matrix():
         for Q in (R, -R):
@@ -153,3 +155,7 @@ def test_vector_output_is_equivariant(topology, bonds):
     np.testing.assert_allclose(pot.output(atoms[perm]), ref[perm], atol=1e-13 * np.abs(ref).max())
     with pytest.raises(etn.SpecError, match="not an energy"):
         pot.evaluate(atoms)
+    with pytest.raises(etn.SpecError, match="needs an energy model"):
+        etn.codegen.render_cuda(pot.schedule)
+    with pytest.raises(etn.fit.FitError, match="needs an energy model"):
+        etn.fit.Fitter(spec, [object()])
