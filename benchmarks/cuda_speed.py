@@ -87,9 +87,9 @@ def main():
     a = ap.parse_args()
 
     import etn
-    from etn.cbackend import PairsCSR
-    from etn.cuda import CudaBackend, CudaError, _cupy
-    from etn.neighbors import NeighborCache
+    from etn.backends.cbackend import PairsCSR
+    from etn.backends.cuda import CudaBackend, CudaError, _cupy
+    from etn.io.neighbors import NeighborCache
 
     try:
         cp = _cupy()

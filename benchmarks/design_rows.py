@@ -18,11 +18,11 @@ from pathlib import Path
 
 
 import etn
-from etn import dataset
-from etn.cdesign import CDesign
-from etn.cli import _spec
-from etn.design import DesignReference
-from etn.neighbors import pairs
+from etn.io import dataset
+from etn.backends.cdesign import CDesign
+from etn.catalogue import resolve as _spec
+from etn.backends.design import DesignReference
+from etn.io.neighbors import pairs
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "raw" / "MoNbTaW_Li2020" / "extxyz"
 

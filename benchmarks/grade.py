@@ -14,7 +14,7 @@ The active set is ``MODEL.aset``, or made from ``--train``.
 7 components: per number of components the median and largest configuration-wise max γ next to the
 force RMSE, and the rank correlation (Spearman) between a cell's largest γ and its force RMSE.
 
-``loop``: etn.learn from the unaries and binaries of the EMT set (small scale), MD targets random
+``loop``: etn.workflows.learn from the unaries and binaries of the EMT set (small scale), MD targets random
 5-, 6- and 7-component fcc cells at 800 K: labelled configurations against the force RMSE on the 5-7
 component test cells after every iteration.
 """
@@ -60,7 +60,7 @@ def best_of(fn, repeat: int = 5) -> float:
 def lammps_steps(model, aset_path, species, steps: int, nprocs: int, work: Path, every: int = 0) -> float:
     """Seconds per step of NVE on the 2000-atom random bcc cell (timed by LAMMPS's own loop time), with
     grades every ``every`` steps (0: none)."""
-    from etn.lammps import environment, export, mpiexec
+    from etn.hosts.lammps import environment, export, mpiexec
 
     plugin = work / "plugin"
     if not (plugin / "etnplugin.so").exists():
@@ -98,12 +98,12 @@ run {steps}
 def cost(model, train, steps: int, work: Path) -> None:
     import transfer
 
-    from etn.calculator import Calculator
+    from etn.hosts.calculator import Calculator
 
     pot = etn.Potential.load(model)
     aset_path = grade.sidecar(model)
     if train:
-        from etn.dataset import read
+        from etn.io.dataset import read
 
         aset = grade.build(pot, [f.atoms for f in read(train, pot.spec.species, need=(), missing="skip")])
         aset_path = work / "train.aset"
@@ -143,8 +143,8 @@ def emt(scale: str, seed: int) -> None:
     import emt_set
     import transfer
 
-    from etn.dataset import Frame
-    from etn.fit import FitSettings, Fitter
+    from etn.io.dataset import Frame
+    from etn.fitting.fit import FitSettings, Fitter
 
     t0 = time.perf_counter()
     train_atoms = emt_set.training_set(seed, scale)
@@ -178,9 +178,9 @@ def loop(seed: int, iterations: int) -> None:
     import transfer
     from ase.calculators.emt import EMT
 
-    from etn.dataset import Frame
-    from etn.fit import FitSettings
-    from etn.learn import learn
+    from etn.io.dataset import Frame
+    from etn.fitting.fit import FitSettings
+    from etn.workflows.learn import learn
 
     train_atoms = emt_set.training_set(seed, "small")
     frames = [Frame(a, a.get_potential_energy(), a.get_forces(), None, "emt", "") for a in train_atoms]

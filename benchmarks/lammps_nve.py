@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import etn
-from etn.lammps import export, run
+from etn.hosts.lammps import export, run
 
 LOOP = re.compile(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
 
@@ -42,8 +42,8 @@ def loop_time(log: Path) -> tuple[float, int, int, int]:
 def fitted_model(out: Path) -> Path:
     from importlib import resources
 
-    from etn import dataset
-    from etn.fit import Fitter, FitSettings
+    from etn.io import dataset
+    from etn.fitting.fit import Fitter, FitSettings
 
     spec = etn.catalogue.load("small")
     with resources.as_file(resources.files("etn.data") / "MoNbTaW_train.xyz") as p:

@@ -26,9 +26,9 @@ def run(model: str, element: str, a: float, reps: int, temperature: float, steps
     from ase.md.verlet import VelocityVerlet
 
     import etn
-    import etn.neighbors
+    import etn.io.neighbors
 
-    etn.neighbors.neighbor_list = neighbor_list
+    etn.io.neighbors.neighbor_list = neighbor_list
     atoms = bulk(element, "bcc", a=a, cubic=True).repeat((reps, reps, reps))
     pot = etn.Potential.load(model)
     pot._get_backend("c").set_num_threads(threads)
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     from ase.neighborlist import neighbor_list as ase_neighbor_list
 
     import etn
-    from etn.neighbors import neighbor_list
+    from etn.io.neighbors import neighbor_list
 
     print(f"etn {etn.__version__} ASE MD step; {platform.machine()}, {os.cpu_count()} cores, {args.threads} "
           f"kernel thread(s); {args.model}; {2 * args.reps ** 3} {args.element} atoms (bcc, a = {args.a} Å), "

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 import etn
-from etn import dataset, metrics
-from etn.cli import _spec
-from etn.fit import Fitter, FitSettings
+from etn.io import dataset, metrics
+from etn.catalogue import resolve as _spec
+from etn.fitting.fit import Fitter, FitSettings
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "raw" / "MoNbTaW_Li2020" / "extxyz"

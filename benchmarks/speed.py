@@ -67,7 +67,7 @@ def mtp16(atoms, repeat=5):
 
 def main():
     import etn
-    from etn.neighbors import NeighborCache
+    from etn.io.neighbors import NeighborCache
 
     peak = peak_gflops()
     atoms = cell()

@@ -117,7 +117,7 @@ def md_probes(model, ps: float, ranks: int, work: Path, temperatures=(300.0, 150
     """Survival, shortest distance and (after the 300 K NVT) NVE drift of the random quaternary in LAMMPS."""
     import shutil
 
-    from etn.lammps import LammpsError, export, run
+    from etn.hosts.lammps import LammpsError, export, run
 
     pot = etn.Potential.load(model)
     export(model, work / "plugin")
@@ -197,9 +197,9 @@ def monbtaw_ablation(spec_name: str, variants, sweeps: int) -> None:
 
     from monbtaw import DATA
 
-    from etn import dataset, metrics
-    from etn.cli import _spec
-    from etn.fit import Fitter, FitSettings
+    from etn.io import dataset, metrics
+    from etn.catalogue import resolve as _spec
+    from etn.fitting.fit import Fitter, FitSettings
 
     base = _spec(spec_name).to_dict()
     files = sorted(glob.glob(os.path.join(DATA, "*.xyz")))
@@ -240,8 +240,8 @@ def emt_errors(pot, frames) -> tuple[float, float]:
 def emt_benchmark(scale: str, seed: int, pod: bool, variants, work: Path) -> None:
     import emt_set
 
-    from etn import dataset
-    from etn.fit import Fitter, FitSettings
+    from etn.io import dataset
+    from etn.fitting.fit import Fitter, FitSettings
 
     t0 = time.perf_counter()
     train_atoms = emt_set.training_set(seed, scale)

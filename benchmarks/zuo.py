@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import etn
-from etn import dataset, metrics
-from etn.fit import Fitter, FitSettings
+from etn.io import dataset, metrics
+from etn.fitting.fit import Fitter, FitSettings
 from etn.generator import Spec
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ MTP = {"Ni": (0.48, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01), "Mo": (2.83, 
 
 def shortest_distance(frames) -> float:
     """The shortest interatomic distance (Å) in ``frames``, periodic images included."""
-    from etn.neighbors import neighbor_list
+    from etn.io.neighbors import neighbor_list
 
     return min(float(neighbor_list("d", f.atoms, 3.0)[0].min(initial=3.0)) for f in frames)
 

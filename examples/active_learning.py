@@ -14,9 +14,9 @@ import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from etn.fit import FitSettings
+from etn.fitting.fit import FitSettings
 from etn.generator import Spec
-from etn.learn import labelled, learn
+from etn.workflows.learn import labelled, learn
 
 ELEMENTS = ["Cu", "Ni", "Pd", "Ag", "Au"]
 A = {"Cu": 3.61, "Ni": 3.52, "Pd": 3.89, "Ag": 4.09, "Au": 4.08}  # fcc lattice constants, Å

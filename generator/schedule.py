@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from .cg import admissible, real_cg
 from .sph import monomials, solid_harmonic, solid_harmonic_grad
@@ -109,7 +110,7 @@ class Block:
     shape: tuple[int, ...]
     offset: int
     core: int = 0  # 0: e0
-    group: str = "e0"  # the least-squares group (etn.design.groups)
+    group: str = "e0"  # the least-squares group (etn.backends.design.groups)
 
     @property
     def size(self) -> int:
@@ -300,6 +301,12 @@ def schedule(spec: Spec) -> Schedule:
                "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
     return Schedule(spec, sh, features, tuple(bonds), tuple(cores), tuple(blocks), flops, buffers,
                     _repulsion(spec))
+
+
+@lru_cache(maxsize=32)
+def cached_schedule(spec: Spec) -> Schedule:
+    """The schedule of ``spec``, derived once per process."""
+    return schedule(spec)
 
 
 #: Ziegler–Biersack–Littmark universal screening function Φ(x) = Σ_k c_k exp(-d_k x), x = r / a,

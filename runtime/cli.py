@@ -14,17 +14,9 @@ from pathlib import Path
 
 
 def _spec(arg: str):
-    from . import catalogue
-    from .generator import Spec
+    from .catalogue import resolve
 
-    p = Path(arg)
-    if p.suffix == ".toml" or p.exists():
-        return Spec.load(p)
-    if arg in catalogue.names():
-        return catalogue.load(arg)
-    from .generator import SpecError
-
-    raise SpecError(f"{arg} is neither a spec file nor a catalogue spec ({', '.join(catalogue.names())})")
+    return resolve(arg)
 
 
 def _positive(text: str) -> int:
@@ -40,7 +32,7 @@ def _positive(text: str) -> int:
 
 def cmd_inspect(args) -> int:
     from .generator import schedule
-    from .report import dot, table
+    from .io.report import dot, table
 
     sched = schedule(_spec(args.spec))
     if args.json:
@@ -67,7 +59,7 @@ def cmd_spec(args) -> int:
     cores, l_max, n_radial, bond, K = SIZES[args.size]
     r_min, note = 0.0, "no data given: r_min = 0 (pass training files to propose it)"
     if args.data:
-        from .dataset import read, shortest
+        from .io.dataset import read, shortest
 
         frames = read(args.data, args.species, need=(), missing="skip")
         d, where = shortest(frames, args.r_cut)
@@ -87,7 +79,7 @@ def cmd_spec(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .codegen import write_library
+    from .backends.codegen import write_library
     from .generator import schedule
 
     spec = _spec(args.spec)
@@ -98,21 +90,21 @@ def cmd_generate(args) -> int:
 
 
 def cmd_example(args) -> int:
-    from .example import run
+    from .workflows.example import run
 
     run(steps=args.steps, sweeps=args.sweeps, out=args.output)
     return 0
 
 
 def cmd_fit(args) -> int:
-    from .train import fit_config
+    from .workflows.train import fit_config
 
     fit_config(args.config, progress=not args.quiet)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .train import evaluate_files
+    from .workflows.train import evaluate_files
 
     evaluate_files(args.model, args.files, backend=args.backend, json_path=args.json, plot=args.plot,
                    predictions=args.predictions)
@@ -121,13 +113,13 @@ def cmd_eval(args) -> int:
 
 def _frames(files, species):
     """ASE ``Atoms`` of every configuration in ``files`` (labels not needed)."""
-    from .dataset import read
+    from .io.dataset import read
 
     return [f.atoms for f in read(files, species, need=(), missing="skip")]
 
 
 def cmd_activeset(args) -> int:
-    from . import grade
+    from .fitting import grade
     from .potential import Potential
 
     pot = Potential.load(args.model)
@@ -147,8 +139,8 @@ def cmd_grade(args) -> int:
 
     import numpy as np
 
-    from . import grade
-    from .dataset import read
+    from .fitting import grade
+    from .io.dataset import read
     from .potential import Potential
 
     pot = Potential.load(args.model)
@@ -174,7 +166,7 @@ def cmd_grade(args) -> int:
 def cmd_select(args) -> int:
     from ase.io import write
 
-    from . import grade
+    from .fitting import grade
     from .potential import Potential
 
     pot = Potential.load(args.model)
@@ -196,7 +188,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .lammps import PLUGIN, export
+    from .hosts.lammps import PLUGIN, export
 
     out = export(args.model, args.output, build_plugin=not args.no_build)
     model = Path(args.model).name
@@ -297,7 +289,7 @@ def main(argv=None) -> int:
     except (EtnError, OSError) as e:  # expected failures: bad input, missing files, tools, permissions
         if args.debug:
             raise
-        from . import parallel
+        from .fitting import parallel
 
         if parallel._world is not None and parallel._world.rank > 0:  # under mpiexec rank 0 speaks for all
             return 2

@@ -33,7 +33,7 @@ def flops(sched, n_neighbours: float | None = None) -> float:
 def measured_rate() -> tuple[float, int]:
     """(FLOP/s of the C kernels on this machine, threads), measured once and cached."""
     from . import __version__
-    from .build import _cpu_model, cache_dir
+    from .backends.build import _cpu_model, cache_dir
 
     threads = os.cpu_count() or 1
     path = cache_dir() / "flop_rate.json"
@@ -48,7 +48,7 @@ def measured_rate() -> tuple[float, int]:
     from ase.build import bulk
 
     from . import catalogue
-    from .neighbors import pairs
+    from .io.neighbors import pairs
     from .potential import Potential
 
     pot = Potential.random(catalogue.load("small"), seed=0, scale=0.3)

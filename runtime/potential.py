@@ -7,37 +7,29 @@ volume, ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy, positive = tensile a
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-from . import modelfile
-from .generator import Spec, schedule
-from .neighbors import ConfigurationError, pairs
-
-
-@lru_cache(maxsize=32)
-def cached_schedule(spec: Spec):
-    """The schedule of ``spec``, derived once per process."""
-    return schedule(spec)
+from .io import modelfile
+from .generator import Spec, cached_schedule
+from .io.neighbors import ConfigurationError, pairs
 
 
 def _backend(sched, name: str):
     """A backend object with ``compute(params, pairs, gradients) -> (site energies, pair gradients)``."""
     if name == "numpy":
-        from .reference import NumpyBackend
+        from .backends.reference import NumpyBackend
 
         return NumpyBackend(sched)
     if name == "auto":
-        from . import cuda
+        from .backends import cuda
 
         name = "cuda" if cuda.available() else "c"
     if name in ("c", "c-float32", "c-float64"):
-        from .cbackend import CBackend
+        from .backends.cbackend import CBackend
 
         return CBackend(sched, None if name == "c" else name[2:])
     if name in ("cuda", "cuda-float32", "cuda-float64"):
-        from .cuda import CudaBackend
+        from .backends.cuda import CudaBackend
 
         return CudaBackend(sched, None if name == "cuda" else name[5:])
     raise ValueError(f"unknown backend {name!r}; available: 'c' (generated C, the default), "
@@ -102,11 +94,10 @@ class Potential:
     # -- evaluation --------------------------------------------------------------------------------
     def _grade_rows(self, pr) -> np.ndarray:
         """Rows of extrapolation grades from the design-row kernels (backends without a fused pass)."""
-        from .fit import _design
-        from .grade import default_group, species_columns
+        from .backends.design import default_group, design_rows, species_columns
 
         group = default_group(self.schedule)
-        X = _design(self.schedule, "numpy" if self.backend == "numpy" else "c").site_rows(self.params, [pr], group)
+        X = design_rows(self.schedule, "numpy" if self.backend == "numpy" else "c").site_rows(self.params, [pr], group)
         cols = species_columns(self.schedule, group)
         return np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)]) if len(X) else np.zeros((0, len(cols[0])))
 
@@ -130,9 +121,9 @@ class Potential:
                  neighbors=None, grade_rows: bool = False, active_set=None) -> dict:
         """Energy, per-atom energies and, on request, forces, virial and stress of ``atoms``.
 
-        ``neighbors``: a :class:`~etn.neighbors.NeighborCache` to reuse between calls (MD);
+        ``neighbors``: a :class:`~etn.io.neighbors.NeighborCache` to reuse between calls (MD);
         without one the pairs are built afresh. ``grade_rows``: also each atom's row of extrapolation
-        grades (``grade_rows``, N × row size, :mod:`etn.grade`) and the ``pairs``; ``active_set``: also each
+        grades (``grade_rows``, N × row size, :mod:`etn.fitting.grade`) and the ``pairs``; ``active_set``: also each
         atom's grade (``gamma``). Both come from the same pass of the C kernels (else from the design rows).
         """
         if not self.spec.is_energy:

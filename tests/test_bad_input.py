@@ -13,7 +13,7 @@ from ase import Atoms
 import etn
 from etn import EtnError
 from etn.cli import main
-from etn.modelfile import ModelFileError
+from etn.io.modelfile import ModelFileError
 
 from .conftest import random_cluster
 
@@ -27,12 +27,12 @@ def tiny():
 
 # -- every error etn raises on purpose is an EtnError ----------------------------------------------
 def test_error_classes_share_one_base():
-    from etn.build import CompilerError
-    from etn.cuda import CudaError
-    from etn.dataset import DataError
-    from etn.fit import FitError
-    from etn.grade import ActiveSetError
-    from etn.lammps import LammpsError
+    from etn.backends.build import CompilerError
+    from etn.backends.cuda import CudaError
+    from etn.io.dataset import DataError
+    from etn.fitting.fit import FitError
+    from etn.fitting.grade import ActiveSetError
+    from etn.hosts.lammps import LammpsError
 
     for cls in (etn.SpecError, ModelFileError, etn.ConfigurationError, DataError, FitError, CompilerError,
                 CudaError, LammpsError, ActiveSetError):
@@ -127,7 +127,7 @@ def test_a_model_whose_spec_asks_for_l_max_30_is_refused_at_once(tiny, tmp_path)
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_standalone_example_checks_the_model_and_the_configuration(tiny, tmp_path):
-    from etn.codegen import write_config
+    from etn.backends.codegen import write_config
 
     out = tmp_path / "lib"
     assert main(["generate", "tiny", "-o", str(out)]) == 0
@@ -161,8 +161,8 @@ def test_a_damaged_cached_module_is_rebuilt(tmp_path):
     fresh process as a later run would meet it, instead of being loaded (SIGBUS before)."""
     code = """
 import etn
-from etn.build import build
-from etn.codegen import render
+from etn.backends.build import build
+from etn.backends.codegen import render
 build(render(etn.schedule(etn.catalogue.load("tiny")), "float64"))
 print("ok")
 """
@@ -180,9 +180,9 @@ print("ok")
 
 
 def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
-    from etn import build as build_mod
-    from etn.build import CompilerError
-    from etn.codegen import render
+    from etn.backends import build as build_mod
+    from etn.backends.build import CompilerError
+    from etn.backends.codegen import render
 
     if os.geteuid() == 0:
         blocker = tmp_path / "file"  # root may write anywhere: a file where the folder should be
@@ -272,7 +272,7 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys)
 
 
 def test_lammps_export_never_puts_a_strange_file_name_into_the_input(tiny, tmp_path):
-    from etn.lammps import export
+    from etn.hosts.lammps import export
 
     name = tmp_path / "m\nshell touch PWNED\n.etn"
     tiny.save(name)
@@ -284,7 +284,7 @@ def test_lammps_export_never_puts_a_strange_file_name_into_the_input(tiny, tmp_p
 
 # -- MLIP .cfg files: nothing dropped or reinterpreted silently --------------------------------------
 def test_cfg_reader_refuses_what_it_would_get_wrong(tmp_path):
-    from etn.dataset import DataError, read_cfg
+    from etn.io.dataset import DataError, read_cfg
 
     from .test_fit import _emt_frames, _write_cfg
 
@@ -308,8 +308,8 @@ def test_cfg_reader_refuses_what_it_would_get_wrong(tmp_path):
 def test_a_fit_on_copies_of_one_configuration_says_so():
     from ase.calculators.emt import EMT
 
-    from etn.dataset import Frame
-    from etn.fit import FitSettings, Fitter
+    from etn.io.dataset import Frame
+    from etn.fitting.fit import FitSettings, Fitter
 
     a = random_cluster(("Cu",), n=4, seed=1)
     a.calc = EMT()
@@ -336,8 +336,8 @@ def test_one_composition_cannot_fix_the_reference_energies():
     the fit says so and names the settings that fix it."""
     from ase.calculators.emt import EMT
 
-    from etn.dataset import Frame
-    from etn.fit import FitSettings, Fitter
+    from etn.io.dataset import Frame
+    from etn.fitting.fit import FitSettings, Fitter
 
     from .conftest import random_crystal
 
@@ -355,7 +355,7 @@ def test_one_composition_cannot_fix_the_reference_energies():
 def test_a_spec_too_big_for_a_threads_stack_is_refused_before_it_crashes():
     """Rank-64 bonds on both sides of a core: the kernels' temporaries need ~9 MB of stack per thread (with
     l_max 8 instead of 4, ~15 MB: a SIGSEGV before); the build refuses such specs with what to change."""
-    from etn.codegen import render
+    from etn.backends.codegen import render
 
     spec = etn.Spec.from_dict({"species": ["Cu", "Ni"], "r_min": 1.8, "r_cut": 5.0, "n_radial": 8, "l_max": 4,
                                "cores": 3, "bonds": ["64x0 + 64x1 + 64x2 + 64x3 + 64x4"] * 2})

@@ -10,8 +10,8 @@ import pytest
 from ase import Atoms
 
 import etn
-from etn.build import CompilerError, build, cache_dir
-from etn.codegen import environment, render
+from etn.backends.build import CompilerError, build, cache_dir
+from etn.backends.codegen import environment, render
 
 from .conftest import random_cluster, random_crystal
 
@@ -66,7 +66,7 @@ def test_c_ignores_pairs_beyond_the_cutoff():
     energy and get a zero gradient, however the atoms' neighbour counts differ within a batch."""
     from ase.neighborlist import neighbor_list
 
-    from etn.neighbors import Pairs, pairs
+    from etn.io.neighbors import Pairs, pairs
 
     pot = etn.Potential.random(etn.catalogue.load("small"), seed=5)
     atoms = random_crystal(pot.spec.species, seed=7, reps=(2, 2, 1), rattle=0.2)
@@ -120,7 +120,7 @@ def test_concurrent_builds_publish_one_good_module(tmp_path):
     assert len(set(energies)) == 1
     modules = list(tmp_path.glob("*/_etn_*.so"))
     assert len(modules) == 1
-    from etn.build import _verified
+    from etn.backends.build import _verified
 
     assert _verified(modules[0])  # the digest published beside it matches, whoever published last
     assert not list(tmp_path.glob("build-*")), "temporary build folders left behind"
@@ -138,7 +138,7 @@ def test_cache_hit_reuses_module(kernel_cache):
 
 def test_cache_key_follows_the_compiler_command():
     """CC="gcc -g" (extra arguments in CC) must not reuse a build made with plain gcc."""
-    from etn.build import FLAGS, _key
+    from etn.backends.build import FLAGS, _key
 
     src = render(etn.schedule(etn.catalogue.load("tiny")))
     assert _key(src, ("cc",), FLAGS) == _key(src, ("cc",), FLAGS)

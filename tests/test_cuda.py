@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import etn
-from etn.codegen import render_cuda, render_design_cuda
-from etn.cuda import CudaError, available, compile_source, nvcc
+from etn.backends.codegen import render_cuda, render_design_cuda
+from etn.backends.cuda import CudaError, available, compile_source, nvcc
 
 from .conftest import random_cluster, random_crystal
 
@@ -51,7 +51,7 @@ def test_cuda_sources_compile_without_warnings(name, tmp_path):
 
 
 def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
-    from etn.codegen import render
+    from etn.backends.codegen import render
 
     sched = etn.schedule(etn.catalogue.load("binary"))
     cu, c = render_cuda(sched).kernels, render(sched).kernels
@@ -134,9 +134,9 @@ def test_cuda_many_neighbours():
 @needs_gpu
 @pytest.mark.parametrize("name", ["tiny", "compressed", "small"])
 def test_cuda_design_rows_match_c(name):
-    from etn.cdesign import CDesign
-    from etn.cuda import CudaDesign
-    from etn.neighbors import pairs
+    from etn.backends.cdesign import CDesign
+    from etn.backends.cuda import CudaDesign
+    from etn.io.neighbors import pairs
 
     from .test_design import _configs
 
@@ -150,8 +150,8 @@ def test_cuda_design_rows_match_c(name):
 
 @needs_gpu
 def test_fit_with_cuda_rows_builds_the_c_normal_equations():
-    from etn.dataset import Frame
-    from etn.fit import FitSettings, Fitter
+    from etn.io.dataset import Frame
+    from etn.fitting.fit import FitSettings, Fitter
 
     spec = etn.catalogue.load("compressed")
     teacher = etn.Potential.random(spec, seed=5)

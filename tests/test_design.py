@@ -5,11 +5,11 @@ import pytest
 from ase import Atoms
 
 import etn
-import etn.fit as fit_module
-from etn.cdesign import CDesign
-from etn.design import DesignReference
-from etn.fit import FitSettings, Fitter
-from etn.neighbors import Pairs, pairs
+import etn.fitting.fit as fit_module
+from etn.backends.cdesign import CDesign
+from etn.backends.design import DesignReference
+from etn.fitting.fit import FitSettings, Fitter
+from etn.io.neighbors import Pairs, pairs
 
 from .conftest import random_cluster, random_crystal
 
@@ -75,7 +75,7 @@ def test_fit_builds_the_same_normal_equations_from_c_and_numpy_rows(monkeypatch)
     """The fitter's weighted system (energies, forces, stress; batches of configurations, some without
     forces, energy or stress) is the same whichever rows it uses, for one group and for all groups at
     once (Levenberg-Marquardt), and in batches as in one piece."""
-    from etn.dataset import Frame
+    from etn.io.dataset import Frame
 
     spec = etn.catalogue.load("compressed")
     teacher = etn.Potential.random(spec, seed=5)
@@ -104,7 +104,7 @@ def test_fit_objective_is_the_documented_loss():
     """The weighted least-squares residual of the fitter is Σ_c w_E (ΔE/N)² + w_F |ΔF|²/N +
     w_S |Δσ V/N|² (forces per atom, as MLIP and motep), written out here from the model's own
     predictions, for configurations of different sizes."""
-    from etn.dataset import Frame
+    from etn.io.dataset import Frame
 
     spec = etn.catalogue.load("compressed")
     teacher, model = etn.Potential.random(spec, seed=5), etn.Potential.random(spec, seed=6)

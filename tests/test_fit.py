@@ -9,13 +9,13 @@ from ase.io import write
 
 import etn
 import etn.cli
-import etn.metrics
-from etn.dataset import DataError, Frame, read, read_cfg
-from etn.design import DesignReference
-from etn.fit import (FitError, FitSettings, Fitter, from_blocks, orthogonalize_input, orthogonalize_output,
+import etn.io.metrics
+from etn.io.dataset import DataError, Frame, read, read_cfg
+from etn.backends.design import DesignReference
+from etn.fitting.fit import (FitError, FitSettings, Fitter, from_blocks, orthogonalize_input, orthogonalize_output,
                      orthogonalize_U, to_blocks)
 from etn.generator import Spec
-from etn.neighbors import pairs
+from etn.io.neighbors import pairs
 
 from .conftest import random_cluster, random_crystal
 
@@ -248,7 +248,7 @@ def test_fits_emt_alloy_to_documented_error():
                            "l_max": 2, "cores": 2, "bonds": ["3x0 + 2x1 + 2x2"], "compression": 5})
     train, valid = _emt_frames(60, 1), _emt_frames(15, 2)
     pot = Fitter(spec, train, valid, FitSettings(sweeps=6, backend="numpy"), progress=False).run()
-    rep = etn.metrics.errors(pot, valid, backend="numpy")["overall"]
+    rep = etn.io.metrics.errors(pot, valid, backend="numpy")["overall"]
     f_rms = np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in valid]) ** 2))  # 2.16 eV/Å
     e_std = 1e3 * np.std([f.energy / f.n_atoms for f in valid])  # 251 meV/atom
     assert rep["energy_rmse"] < 0.15 * e_std, (rep, e_std)  # measured 28.8 meV/atom (18.7 with the old ridge)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import etn
-from etn.codegen import library_files
+from etn.backends.codegen import library_files
 
 GENERATED = Path(__file__).parent.parent / "generated"
 REFERENCE_SPECS = ["tiny", "binary", "compressed"]  # compressed: one core compressed, two folded

@@ -8,12 +8,13 @@ import pytest
 from ase.build import bulk
 from ase.io import write
 
-from etn import grade
+from etn.fitting import grade
 from etn.cli import main
-from etn.design import groups
-from etn.fit import FitSettings, Fitter
+from etn.backends import design as design_mod
+from etn.backends.design import groups
+from etn.fitting.fit import FitSettings, Fitter
 from etn.generator import Spec
-from etn.neighbors import pairs
+from etn.io.neighbors import pairs
 from etn.potential import Potential
 
 from .test_transfer import ELEMENTS, emt_frame, lattice_constant
@@ -43,8 +44,8 @@ def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential
     """Per-atom rows of every group: C equals the numpy reference, and rows · θ_group (+ e0) is the
     backend's own site energy (the model is linear in each group); the fused rows of core 1 from the
     evaluation kernels (float64 and float32, folded cores or not, chain or tree) equal them too."""
-    from etn.cdesign import CDesign
-    from etn.design import DesignReference
+    from etn.backends.cdesign import CDesign
+    from etn.backends.design import DesignReference
 
     from .conftest import random_crystal
 
@@ -63,11 +64,11 @@ def test_site_rows_are_the_site_energies_and_agree_between_c_and_numpy(potential
         assert np.allclose(Xn @ potential.params[g.cols] + potential.block("e0")[pr.species], e, atol=1e-10)
     # the evaluation kernels write the species-specific core's rows (core 1 of a chain, the root of a tree)
     # for each atom's species in the same pass as the forces
-    from etn.cbackend import CBackend
+    from etn.backends.cbackend import CBackend
 
-    graded = grade.default_group(sched)
+    graded = design_mod.default_group(sched)
     assert graded == ("core1" if spec.topology == "tensor_train" else f"core{spec.cores}")  # else: the root
-    cols = grade.species_columns(sched, graded)
+    cols = design_mod.species_columns(sched, graded)
     X = ref.site_rows(potential.params, [pr], graded)
     want = np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)])
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-4)):
@@ -145,7 +146,7 @@ def test_grades_are_invariant_under_rotation_reflection_translation_and_permutat
 
 
 def test_calculator_returns_gamma(fitted):
-    from etn.calculator import Calculator
+    from etn.hosts.calculator import Calculator
 
     pot, aset, _, d = fitted
     atoms = random_alloy(ELEMENTS, 8)
@@ -233,12 +234,12 @@ def test_commands(fitted, tmp_path, capsys):
 
 
 def test_learning_loop_labels_what_md_extrapolates_to():
-    """Two iterations of etn.learn from 10 EMT configurations on a random quinary: the first MD
+    """Two iterations of etn.workflows.learn from 10 EMT configurations on a random quinary: the first MD
     extrapolates (γ above the threshold), the picked snapshots are labelled by the calculator and join
     the training data, and the refitted model's active set covers them (γ ≤ 1)."""
     from ase.calculators.emt import EMT
 
-    from etn.learn import learn
+    from etn.workflows.learn import learn
 
     rng = np.random.default_rng(0)
     systems = [[e] for e in ELEMENTS] + [list(p) for p in itertools.combinations(ELEMENTS, 2)][:5]

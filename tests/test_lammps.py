@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.data import atomic_masses, atomic_numbers
 
 import etn
-from etn.lammps import LammpsError, export, find, run
+from etn.hosts.lammps import LammpsError, export, find, run
 
 from .conftest import random_crystal
 
@@ -254,14 +254,19 @@ def test_two_mpi_ranks_agree_with_one(refractory, tmp_path):
     check_against_ase(pot, atoms, two)
 
 
-@pytest.mark.parametrize("nprocs", [1, 2])
-def test_tree_model_matches_ase(tmp_path, nprocs):
-    """A hierarchical Tucker tree (catalogue 'tree', 7 cores, root per species) in LAMMPS: the same
-    plugin template, the generated kernels following the graph; energies, forces and stress as ASE's."""
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A random 'tree' (hierarchical Tucker, 7 cores, root per species) model and its built plugin."""
     pot = etn.Potential.random(etn.catalogue.load("tree"), seed=5, scale=1.0)
     pot.block("e0")[:] = [-3.5, -4.25]
-    plugin = tmp_path / f"plugin{nprocs}"
-    export(pot, plugin)
+    return pot, export(pot, tmp_path_factory.mktemp("tree") / "plugin")
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_tree_model_matches_ase(tree, tmp_path, nprocs):
+    """The same plugin template with kernels that follow the tree's graph: energies, forces and stress
+    as ASE's, on 1 and 2 ranks."""
+    pot, plugin = tree
     atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(3, 2, 2), rattle=0.1)
     check_against_ase(pot, atoms, run_static(tmp_path, plugin, plugin / "model.etn", atoms, ["Cu", "Ni"], nprocs=nprocs))
 
@@ -326,7 +331,7 @@ def test_bad_input_is_a_clear_lammps_error(binary, tmp_path, case):
     etn.Potential.random(etn.catalogue.load("tiny"), seed=0).save(tmp_path / "other.etn")
     atoms = random_crystal(["Cu", "Ni"], seed=8, reps=(2, 2, 2))
     if "active set" in case:
-        from etn import grade
+        from etn.fitting import grade
 
         aset = grade.build(pot, [random_crystal(["Cu", "Ni"], seed=s, reps=(2, 2, 2)) for s in range(3)])
         aset.save(tmp_path / "good.aset")
@@ -380,7 +385,7 @@ def dump_gamma(path):
 @pytest.fixture(scope="module")
 def graded(refractory, tmp_path_factory):
     """The random 'small' model with an active set from three random bcc Nb-Mo-Ta-W cells."""
-    from etn import grade
+    from etn.fitting import grade
 
     pot, plugin, model = refractory
     d = tmp_path_factory.mktemp("graded")
@@ -391,8 +396,8 @@ def graded(refractory, tmp_path_factory):
 
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_gamma_per_atom_equals_python(graded, tmp_path, nprocs):
-    """`fix pair ... etn gamma 1` gives every atom's γ for dump; equal to etn.grade's to 1e-8 on 1 and 2 ranks."""
-    from etn import grade
+    """`fix pair ... etn gamma 1` gives every atom's γ for dump; equal to etn.fitting.grade's to 1e-8 on 1 and 2 ranks."""
+    from etn.fitting import grade
 
     pot, plugin, model, aset, aset_path = graded
     atoms = bcc_nbmotaw((4, 4, 4), seed=9, rattle=0.15)
@@ -416,7 +421,7 @@ def test_gamma_thresholds_save_and_break(graded, tmp_path):
     the atom and the step."""
     from ase.io import read
 
-    from etn import grade
+    from etn.fitting import grade
 
     pot, plugin, model, aset, aset_path = graded
     atoms = bcc_nbmotaw((4, 4, 4), seed=10, rattle=0.15)

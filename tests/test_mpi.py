@@ -1,4 +1,4 @@
-"""Fitting over MPI ranks (etn.parallel): ``mpiexec -n 2 etn fit`` gives the single-process model to
+"""Fitting over MPI ranks (etn.fitting.parallel): ``mpiexec -n 2 etn fit`` gives the single-process model to
 round-off, and only rank 0 writes."""
 
 import subprocess
@@ -15,7 +15,7 @@ from .test_workflow import labelled
 try:
     import mpi4py  # noqa: F401
 
-    from etn.lammps import environment, mpiexec
+    from etn.hosts.lammps import environment, mpiexec
 
     MPIEXEC = mpiexec()
 except Exception as e:  # only where mpi4py or mpich cannot be installed

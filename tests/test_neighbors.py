@@ -7,7 +7,7 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 import etn
-from etn.neighbors import NeighborCache, neighbor_list, pairs
+from etn.io.neighbors import NeighborCache, neighbor_list, pairs
 
 
 def geometries():

@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 import etn
 from etn.generator import ORDERS
-from etn.reference import NumpyBackend
+from etn.backends.reference import NumpyBackend
 
 from . import dense_reference
 from .conftest import random_cluster, random_crystal
@@ -31,7 +31,7 @@ def test_matches_dense_maths(potential, periodic):
 def test_every_contraction_order_agrees(potential):
     """Forcing each of the three orders on every path gives the same energies and gradients."""
     atoms = random_crystal(potential.spec.species, seed=6, reps=(1, 1, 2))
-    pr = etn.neighbors.pairs(atoms, potential.spec)
+    pr = etn.io.neighbors.pairs(atoms, potential.spec)
     results = []
     for order in ORDERS:
         sched = potential.schedule
@@ -156,6 +156,6 @@ def test_vector_output_is_equivariant(topology, bonds):
     with pytest.raises(etn.SpecError, match="not an energy"):
         pot.evaluate(atoms)
     with pytest.raises(etn.SpecError, match="needs an energy model"):
-        etn.codegen.render_cuda(pot.schedule)
-    with pytest.raises(etn.fit.FitError, match="needs an energy model"):
-        etn.fit.Fitter(spec, [object()])
+        etn.backends.codegen.render_cuda(pot.schedule)
+    with pytest.raises(etn.fitting.fit.FitError, match="needs an energy model"):
+        etn.fitting.fit.Fitter(spec, [object()])

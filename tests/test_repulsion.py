@@ -8,11 +8,11 @@ from ase import Atoms
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 import etn
-from etn.dataset import Frame
-from etn.fit import FitSettings, Fitter
+from etn.io.dataset import Frame
+from etn.fitting.fit import FitSettings, Fitter
 from etn.generator import Spec
 from etn.generator.spec import SpecError
-from etn.lammps import LammpsError, find, run
+from etn.hosts.lammps import LammpsError, find, run
 
 from .conftest import random_cluster, random_crystal
 
@@ -162,11 +162,11 @@ def test_radial_basis_below_r_min_continues_linearly_and_fades_out():
     with six radial functions, at 1.6 Å less than half of what the polynomials T_n(ξ) would give."""
     from .dense_reference import site_energies
 
-    from etn.reference import NumpyBackend, repulsion
+    from etn.backends.reference import NumpyBackend, repulsion
 
     pot = etn.Potential.random(zbl_spec(), seed=5, scale=0.3)
     atoms = random_cluster(["Cu", "Ni"], n=8, seed=8, box=4.0, min_dist=1.0)
-    pr = etn.neighbors.pairs(atoms, pot.spec)
+    pr = etn.io.neighbors.pairs(atoms, pot.spec)
     d = np.linalg.norm(pr.r, axis=1)
     assert d.min() < 1.35 and ((d > 1.35) & (d < 1.8)).any()
     e = pot.evaluate(atoms, backend="numpy")["energies"] - repulsion(pot.schedule.repulsion, pr)[0]

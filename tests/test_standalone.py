@@ -8,7 +8,7 @@ import pytest
 
 import etn
 from etn.cli import main
-from etn.codegen import write_config
+from etn.backends.codegen import write_config
 
 from .conftest import random_cluster, random_crystal
 

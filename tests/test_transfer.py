@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from etn.dataset import Frame
-from etn.fit import FitError, FitSettings, Fitter, solve_normal
+from etn.io.dataset import Frame
+from etn.fitting.fit import FitError, FitSettings, Fitter, solve_normal
 from etn.generator import Spec
 
 ELEMENTS = ["Cu", "Ni", "Pd", "Ag", "Au"]

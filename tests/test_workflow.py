@@ -6,9 +6,9 @@ from ase.calculators.emt import EMT
 from ase.io import read, write
 
 import etn
-from etn import dataset
+from etn.io import dataset
 from etn.cli import main
-from etn.fit import FitSettings, Fitter
+from etn.fitting.fit import FitSettings, Fitter
 
 from .conftest import random_cluster, random_crystal
 
@@ -109,7 +109,7 @@ dir = "{out}"
     assert main(["fit", str(tmp_path / "d.toml"), "-q"]) == 2
     assert "has spec" in capsys.readouterr().err
     # the restart starts where the model was: before any sweep its loss is the old model's
-    from etn.train import load_config
+    from etn.workflows.train import load_config
 
     cfg = load_config(tmp_path / "b.toml")
     frames = dataset.read(tmp_path / "train.xyz", ["Cu", "Ni"])
@@ -135,14 +135,14 @@ def test_submodules_are_reachable_from_import_etn():
     import subprocess
     import sys
 
-    code = ("import etn; print(etn.fit.Fitter.__name__, etn.dataset.read.__name__, etn.lammps.run.__name__, "
-            "etn.codegen.write_config.__name__, etn.grade.ActiveSet.__name__, etn.learn.learn.__name__)")
+    code = ("import etn; print(etn.fitting.fit.Fitter.__name__, etn.io.dataset.read.__name__, etn.hosts.lammps.run.__name__, "
+            "etn.backends.codegen.write_config.__name__, etn.fitting.grade.ActiveSet.__name__, etn.workflows.learn.learn.__name__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["Fitter", "read", "run", "write_config", "ActiveSet", "learn"]
 
 
 def test_fit_says_why_it_stopped_and_plots_survive_odd_group_names(tmp_path):
-    from etn import metrics
+    from etn.io import metrics
 
     spec = etn.catalogue.load("binary")
     frames = [dataset._from_atoms(a, "x", k) for k, a in enumerate(labelled(8))]

@@ -55,7 +55,7 @@ def check(ref, backend_of, design_of, log, deadline: float = float("inf")) -> li
     from ase import Atoms
 
     import etn
-    from etn.neighbors import pairs
+    from etn.io.neighbors import pairs
 
     from prepare import cells  # noqa: E402  (the same configurations)
 
@@ -137,12 +137,12 @@ def main(argv=None) -> int:
     log(f"GPU check ({'rehearsal: C stands in for CUDA' if a.rehearse else env.get('gpu')}); etn cache {os.environ['ETN_CACHE_DIR']}")
     ref = np.load(ROOT / ".gpu_ref" / "ref.npz")
     if a.rehearse:
-        from etn.fit import _design
+        from etn.backends.design import design_rows as _design
 
         backend_of = lambda dtype: f"c-{dtype}"  # noqa: E731
         design_of = lambda spec: _design(__import__("etn").schedule(spec), "c")  # noqa: E731
     else:
-        from etn.cuda import CudaDesign
+        from etn.backends.cuda import CudaDesign
 
         backend_of = lambda dtype: f"cuda-{dtype}"  # noqa: E731
         design_of = lambda spec: CudaDesign(__import__("etn").schedule(spec))  # noqa: E731

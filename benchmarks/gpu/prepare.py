@@ -73,8 +73,8 @@ def cells(species, seed: int):
 
 def references(specs, out: Path) -> None:
     import etn
-    from etn.fit import _design
-    from etn.neighbors import pairs
+    from etn.backends.design import design_rows as _design
+    from etn.io.neighbors import pairs
 
     data = {}
     for name in specs:
@@ -108,8 +108,8 @@ def references(specs, out: Path) -> None:
 def cuda_libraries(specs, cache: Path) -> None:
     os.environ["ETN_CACHE_DIR"] = str(cache)
     import etn
-    from etn.codegen import render_cuda, render_design_cuda
-    from etn.cuda import build
+    from etn.backends.codegen import render_cuda, render_design_cuda
+    from etn.backends.cuda import build
 
     for name in specs:
         sched = etn.schedule(etn.catalogue.load(name))

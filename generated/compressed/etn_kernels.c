@@ -1610,7 +1610,7 @@ ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const in
     memset(dB2, 0, sizeof dB2);
     bwd2(P, si, h1, B2, rho2, rho1, dB2, X2);
     expand2(P, dB2, dA);
-    if (rows || gM) { /* extrapolation grades (etn.grade, codegen._grade_rows): the rows dV/dg of core 1 for species
+    if (rows || gM) { /* extrapolation grades (etn.fitting.grade, codegen._grade_rows): the rows dV/dg of core 1 for species
                          si and, with the active set's M, gamma = max_k |sum_i row_i M[i][k]| */
         etn_vec R[20];
         etn_vec Bg[36]; /* core 1's features U^T A, per l */
@@ -1760,9 +1760,9 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
                    const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad, etn_real *rows,
                    const etn_real *gM, const int *grank, etn_real *gamma) {
     for (int i = 0; i < n_atoms; i++)
-        if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return -1;
+        if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return ETN_BAD_SPECIES;
     for (long long p = first[0]; p < first[n_atoms]; p++)
-        if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return -1;
+        if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return ETN_BAD_SPECIES;
     /* Batches of up to 8 atoms of one species (core 1's block depends on the centre's
        species), one atom per vector lane: order[] lists the atoms grouped by species, batch b is
        order[start[b] .. start[b + 1] - 1]. Each atom's pairs within the cutoff are listed by neighbour
@@ -1778,7 +1778,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
     if (order && perm && seg) tally = malloc((size_t)(max_n + 1) * sizeof(long long));
     if (!tally) {
         free(order); free(perm); free(seg);
-        return -2;
+        return ETN_NO_MEMORY;
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n_atoms; i++) {
@@ -1822,7 +1822,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
     etn_real *F = malloc(179 * sizeof(etn_real));
     if (!raw || !F) {
         free(order); free(perm); free(seg); free(tally); free(raw); free(F);
-        return -2;
+        return ETN_NO_MEMORY;
     }
     fold(params, F);
     for (int k = 0; k < n_atoms; k++)
@@ -1839,7 +1839,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
               rows, gM, grank, gamma, work + (size_t)thread * n_slots);
     }
     free(order); free(perm); free(seg); free(tally); free(raw); free(F);
-    return 0;
+    return ETN_OK;
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
@@ -1852,10 +1852,10 @@ int etn_grade_row_size(void) { return 20; }
 int etn_compute_graded(const etn_real *params, int n_atoms, const int *species, const long long *first,
                        const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad,
                        etn_real *rows, const etn_real *M, const int *rank, etn_real *gamma) {
-    if (!grad || (!rows && !M) || (M && (!rank || !gamma))) return -3;
+    if (!grad || (!rows && !M) || (M && (!rank || !gamma))) return ETN_BAD_ARGUMENT;
     if (M)
         for (int s = 0; s < ETN_N_SPECIES; s++)
-            if (rank[s] < 0 || rank[s] > 20) return -3;
+            if (rank[s] < 0 || rank[s] > 20) return ETN_BAD_ARGUMENT;
     return compute(params, n_atoms, species, first, neighbour_species, r, energies, grad, rows, M, rank, gamma);
 }
 

@@ -487,7 +487,7 @@ ETN_FN void atoms(const etn_real *P, int si, int nl, const int *idx, const long 
     etn_vec rho1[5];
     memset(rho1, 0, sizeof rho1);
     bwd2(P, si, h1, A, rho2, rho1, dA, X2);
-    if (rows || gM) { /* extrapolation grades (etn.grade, codegen._grade_rows): the rows dV/dg of core 1 for species
+    if (rows || gM) { /* extrapolation grades (etn.fitting.grade, codegen._grade_rows): the rows dV/dg of core 1 for species
                          si and, with the active set's M, gamma = max_k |sum_i row_i M[i][k]| */
         etn_vec R[8];
         for (int c = 0; c < 3; c++) { /* path (0, 0, 0): R[c][b] = sum CG B[c][m] rho1[b][M_out] */
@@ -558,9 +558,9 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
                    const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad, etn_real *rows,
                    const etn_real *gM, const int *grank, etn_real *gamma) {
     for (int i = 0; i < n_atoms; i++)
-        if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return -1;
+        if (species[i] < 0 || species[i] >= ETN_N_SPECIES) return ETN_BAD_SPECIES;
     for (long long p = first[0]; p < first[n_atoms]; p++)
-        if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return -1;
+        if (neighbour_species[p] < 0 || neighbour_species[p] >= ETN_N_SPECIES) return ETN_BAD_SPECIES;
     /* Batches of up to 8 atoms of one species (core 1's block depends on the centre's
        species), one atom per vector lane: order[] lists the atoms grouped by species, batch b is
        order[start[b] .. start[b + 1] - 1]. Each atom's pairs within the cutoff are listed by neighbour
@@ -576,7 +576,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
     if (order && perm && seg) tally = malloc((size_t)(max_n + 1) * sizeof(long long));
     if (!tally) {
         free(order); free(perm); free(seg);
-        return -2;
+        return ETN_NO_MEMORY;
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n_atoms; i++) {
@@ -619,7 +619,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
     etn_slot *work = (etn_slot *)(((uintptr_t)raw + sizeof(etn_vec) - 1) / sizeof(etn_vec) * sizeof(etn_vec));
     if (!raw) {
         free(order); free(perm); free(seg); free(tally);
-        return -2;
+        return ETN_NO_MEMORY;
     }
     for (int k = 0; k < n_atoms; k++)
         if (k == 0 || species[order[k]] != species[order[k - 1]] || k - start[n_batches - 1] == 8)
@@ -635,7 +635,7 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
               rows, gM, grank, gamma, work + (size_t)thread * n_slots);
     }
     free(order); free(perm); free(seg); free(tally); free(raw);
-    return 0;
+    return ETN_OK;
 }
 
 int etn_compute(const etn_real *params, int n_atoms, const int *species, const long long *first,
@@ -648,10 +648,10 @@ int etn_grade_row_size(void) { return 8; }
 int etn_compute_graded(const etn_real *params, int n_atoms, const int *species, const long long *first,
                        const int *neighbour_species, const etn_real *r, etn_real *energies, etn_real *grad,
                        etn_real *rows, const etn_real *M, const int *rank, etn_real *gamma) {
-    if (!grad || (!rows && !M) || (M && (!rank || !gamma))) return -3;
+    if (!grad || (!rows && !M) || (M && (!rank || !gamma))) return ETN_BAD_ARGUMENT;
     if (M)
         for (int s = 0; s < ETN_N_SPECIES; s++)
-            if (rank[s] < 0 || rank[s] > 8) return -3;
+            if (rank[s] < 0 || rank[s] > 8) return ETN_BAD_ARGUMENT;
     return compute(params, n_atoms, species, first, neighbour_species, r, energies, grad, rows, M, rank, gamma);
 }
 

@@ -25,3 +25,15 @@ def path(name: str) -> Path:
 
 def load(name: str) -> Spec:
     return Spec.load(path(name))
+
+
+def resolve(arg: str) -> Spec:
+    """A spec from a file path (``*.toml`` or an existing file) or a catalogue name."""
+    p = Path(arg)
+    if p.suffix == ".toml" or p.exists():
+        return Spec.load(p)
+    if arg in names():
+        return load(arg)
+    from ..generator import SpecError
+
+    raise SpecError(f"{arg} is neither a spec file nor a catalogue spec ({', '.join(names())})")

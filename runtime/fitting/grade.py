@@ -1,7 +1,7 @@
 """Extrapolation grades: MaxVol active sets over the rows of one linear parameter group.
 
 With every other parameter group fixed, a site energy is linear in the parameters θ of one group
-(:mod:`etn.design`): ``V_i = x_i · θ``. The *rows* ``x_i`` of the training atoms span what the fit
+(:mod:`etn.backends.design`): ``V_i = x_i · θ``. The *rows* ``x_i`` of the training atoms span what the fit
 has seen. An **active set** is the r of them (r = the rank of all training rows) whose matrix A has
 the largest |det| (MaxVol, Goreinov–Tyrtyshnikov); the **grade** of any row x is
 
@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .generator.errors import EtnError
+from ..backends.design import default_group, species_columns
+from ..generator.errors import EtnError
 
 FORMAT_VERSION = 1
 MAGIC = "etn-activeset"
@@ -61,28 +62,6 @@ def fingerprint(pot) -> str:
 def sidecar(model_path) -> Path:
     """Where the active set of a model file lives: ``model.etn`` → ``model.aset``."""
     return Path(model_path).with_suffix(".aset")
-
-
-def default_group(sched) -> str:
-    """The group graded by default: the species-specific core (``Spec.species_core``)."""
-    return f"core{sched.spec.species_core}"
-
-
-def species_columns(sched, group) -> list[np.ndarray] | None:
-    """For a species-specific core: the columns (within the group) that belong to each species; else None."""
-    from .design import groups
-
-    g = groups(sched)[group]
-    if g.U or not sched.cores[g.core - 1].species_specific:
-        return None
-    S = sched.spec.n_species
-    cols, start = [[] for _ in range(S)], 0
-    for b in g.blocks:
-        per = b.size // S
-        for s in range(S):
-            cols[s].append(np.arange(start + s * per, start + (s + 1) * per))
-        start += b.size
-    return [np.concatenate(c) for c in cols]
 
 
 # -- MaxVol -----------------------------------------------------------------------------------------
@@ -230,7 +209,7 @@ class ActiveSet:
     def save(self, path) -> None:
         import json
 
-        from .modelfile import write_checksummed
+        from ..io.modelfile import write_checksummed
 
         lines = [f"{MAGIC} {FORMAT_VERSION}", f"model {self.fingerprint}", f"group {self.group}",
                  f"info {json.dumps(self.info, sort_keys=True)}", f"blocks {len(self.blocks)}"]
@@ -254,7 +233,7 @@ class ActiveSet:
             text = path.read_text()
         except UnicodeDecodeError:
             raise ActiveSetError(f"{path} is not an etn active set (not text)") from None
-        from .modelfile import checksummed_body
+        from ..io.modelfile import checksummed_body
 
         if not text.startswith(MAGIC + " "):
             raise ActiveSetError(f"{path} is not an etn active set (it does not start with '{MAGIC}')")
@@ -305,22 +284,22 @@ class Grader:
     @property
     def rows_of(self):
         """The design-row kernels (built on first use: grading through the fused pass needs none)."""
-        from .fit import _design
+        from ..backends.design import design_rows
 
-        return _design(self.pot.schedule, self.backend)
+        return design_rows(self.pot.schedule, self.backend)
 
     def rows(self, pairs_list) -> np.ndarray:
-        """Per-atom rows (ΣN × n) of the group for a list of :class:`~etn.neighbors.Pairs`."""
+        """Per-atom rows (ΣN × n) of the group for a list of :class:`~etn.io.neighbors.Pairs`."""
         return self.rows_of.site_rows(self.pot.params, pairs_list, self.group)
 
     def _full_rows(self, atoms):
         """(full rows N × n, species) of one configuration, through the fused pass where it applies."""
         if not self.fused:
-            from .neighbors import pairs as make_pairs
+            from ..io.neighbors import pairs as make_pairs
 
             pr = make_pairs(atoms, self.pot.spec)
             return self.rows([pr]), pr.species
-        from .design import groups
+        from ..backends.design import groups
 
         res = self.pot.evaluate(atoms, forces=False, stress=False, grade_rows=True,
                                 backend="numpy" if self.backend == "numpy" else None)
@@ -359,7 +338,7 @@ def _bar(items, progress, desc):
 def build(pot, atoms_list, group: str | None = None, backend: str = "c", progress: bool = False,
           info: dict | None = None) -> ActiveSet:
     """The active set of ``pot`` on the configurations ``atoms_list`` (its training data)."""
-    from .neighbors import pairs as make_pairs
+    from ..io.neighbors import pairs as make_pairs
 
     g = Grader(pot, group=group, backend=backend)
     rows, species, origin, crow = [], [], [], []
@@ -399,8 +378,8 @@ def select(pot, aset: ActiveSet, candidates, n: int, threshold: float = 1.0 + 1e
     replaces), which lowers the grades of similar candidates; repeat. Duplicates (the same
     numbers, positions, cell and pbc to 1e-6 Å) count once. Returns ``[(candidate index, γ at pick)]``.
     """
-    from .dataset import identity
-    from .neighbors import pairs as make_pairs
+    from ..io.dataset import identity
+    from ..io.neighbors import pairs as make_pairs
 
     g = Grader(pot, aset, backend=backend)
     blocks = {s: Block(b.kind, b.species, b.cols, b.V, b.A.copy(), b.origin) for s, b in aset.atom_blocks.items()}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 #: Two atoms closer than this (Å) are taken as overlapping: the model is undefined there.
 OVERLAP = 0.1

@@ -7,13 +7,13 @@ Properties: ``energy``, ``free_energy`` (the same: the model has no electronic e
 ``energies`` (per atom), ``forces`` and, for cells with volume, ``stress`` (ASE sign and Voigt order).
 
 With ``gamma=True`` the calculator also returns ``gamma``, the extrapolation grade of every atom
-(:mod:`etn.grade`; γ ≤ 1 inside the training data, > 2 extrapolating, > 10 unreliable), from the
+(:mod:`etn.fitting.grade`; γ ≤ 1 inside the training data, > 2 extrapolating, > 10 unreliable), from the
 active set beside the model file (``model.aset``) or the one passed as ``active_set``. With the C
 backends the rows come from the same pass of the kernels as the forces (``etn_compute_graded``), so
 grades cost little (``benchmarks/grade.py`` measures it). ``calc.gamma_max`` keeps the largest γ seen.
 
 The first time two atoms come closer than the spec's ``r_min`` (below the fitted range, where the
-radial basis is extrapolated) the calculator issues an :class:`~etn.neighbors.ExtrapolationWarning`
+radial basis is extrapolated) the calculator issues an :class:`~etn.io.neighbors.ExtrapolationWarning`
 naming them; ``calc.shortest`` keeps the shortest distance seen (Å).
 """
 
@@ -24,8 +24,8 @@ import warnings
 from ase.calculators.calculator import Calculator as _ASECalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
-from .neighbors import ExtrapolationWarning, NeighborCache
-from .potential import Potential
+from ..io.neighbors import ExtrapolationWarning, NeighborCache
+from ..potential import Potential
 
 
 class Calculator(_ASECalculator):
@@ -37,7 +37,7 @@ class Calculator(_ASECalculator):
         ``'cuda'``, ``'cuda-float32'``, ``'auto'`` (CUDA when a GPU, cupy and nvcc are present) or
         ``'numpy'``; ``skin`` (Å): the neighbour list covers ``r_cut + skin`` and is rebuilt only when an
         atom moved more than ``skin / 2`` (or the cell or species changed); ``gamma``: also compute the
-        per-atom extrapolation grade ``gamma``, from ``active_set`` (an :class:`~etn.grade.ActiveSet` or
+        per-atom extrapolation grade ``gamma``, from ``active_set`` (an :class:`~etn.fitting.grade.ActiveSet` or
         its file; default: ``model.aset`` beside the model file)."""
         super().__init__(**kwargs)
         self.potential = model if isinstance(model, Potential) else Potential.load(model)
@@ -47,7 +47,7 @@ class Calculator(_ASECalculator):
         self.grader = None
         self.gamma_max = 0.0  # largest extrapolation grade seen
         if gamma or active_set is not None:
-            from .grade import ActiveSet, Grader, sidecar
+            from ..fitting.grade import ActiveSet, Grader, sidecar
 
             if active_set is None or not isinstance(active_set, ActiveSet):
                 if active_set is None and isinstance(model, Potential):

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .codegen import Source
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 CACHE_VERSION = 1
 # -ffp-contract=fast: fused multiply-adds (ISO C modes leave them off by default); about 6% on `default`.

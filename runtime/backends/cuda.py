@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .build import _verified, cache_dir, publish, work_folder
-from .codegen import Source, render_cuda
-from .generator.errors import EtnError
+from .codegen import Source, check_status, render_cuda
+from ..generator.errors import EtnError
 
 CUDA_CACHE_VERSION = 1
 NVCC_FLAGS = ["-O3", "-shared", "-Xcompiler", "-fPIC", "-std=c++17"]
@@ -164,14 +164,15 @@ class CudaBackend:
             self._ptr("etn_real *", d["params"]), N, self._ptr("int *", d["species"]),
             self._ptr("long long *", d["first"]), self._ptr("int *", d["tj"]), self._ptr("etn_real *", d["r"]),
             self._ptr("etn_real *", energies), self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
-        if rc != 0:
+        if rc > 0:
             raise CudaError(f"the CUDA kernel failed: {self.ffi.string(self.lib.etn_cuda_error_string(rc)).decode()}")
+        check_status(rc, "etn_cuda_compute")
         e = cp.asnumpy(energies)[:N].astype(np.float64)
         return e, (csr.unsort(cp.asnumpy(grad)) if gradients else None)
 
 
 class CudaDesign:
-    """The design rows of :class:`etn.cdesign.CDesign` computed on the GPU (``templates/design.cu.j2``);
+    """The design rows of :class:`etn.backends.cdesign.CDesign` computed on the GPU (``templates/design.cu.j2``);
     inputs go up and the rows come back as numpy arrays, for the fitter's normal equations."""
 
     def __init__(self, sched):
@@ -213,7 +214,8 @@ class CudaDesign:
             p("long long *", d["config_first"]), p("int *", d["species"]), p("long long *", d["first"]),
             p("int *", d["tj"]), p("long long *", d["nb"]), p("double *", d["r"]), int(gradients),
             p("double *", E), p("double *", F), p("double *", W), p("double *", scratch))
-        if rc != 0:
+        if rc > 0:
             raise CudaError(f"the CUDA row kernels failed: {self.ffi.string(self.lib.etn_cuda_design_error_string(rc)).decode()}")
+        check_status(rc, "etn_cuda_design_rows")
         F = cp.asnumpy(F)[:b.n_atoms] if gradients else np.zeros((b.n_atoms, 3, n))
         return cp.asnumpy(E)[:b.n_configs], F, cp.asnumpy(W)[:b.n_configs]

@@ -1,9 +1,9 @@
 """Generated C design-matrix rows (``templates/design.c.j2``), for fitting.
 
 ``CDesign(sched).batch(params, pairs, group)`` gives the same rows as
-:meth:`etn.design.DesignReference.batch`, for many configurations in one call (OpenMP over
+:meth:`etn.backends.design.DesignReference.batch`, for many configurations in one call (OpenMP over
 configurations): energy rows ``E`` (C, n), force rows ``F`` (ΣN, 3, n) and ``W`` rows (C, 3, 3, n).
-``etn.cuda.CudaDesign`` is the same on the GPU.
+``etn.backends.cuda.CudaDesign`` is the same on the GPU.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .build import build
-from .codegen import render_design
+from .codegen import check_status, render_design
 
 
 @dataclass
@@ -82,14 +82,11 @@ class CDesign:
             self._ptr("int *", b.species), self._ptr("long long *", b.first), self._ptr("int *", b.tj),
             self._ptr("long long *", b.nb), self._ptr("double *", b.r), int(gradients),
             self._ptr("double *", E), self._ptr("double *", F), self._ptr("double *", W))
-        if rc == -2:
-            raise ValueError("a species index is out of range for this model")
-        if rc != 0:
-            raise MemoryError(f"the design-row kernels failed (code {rc})")
+        check_status(rc, "etn_design_rows")
         return E, (F if gradients else np.zeros((b.n_atoms, 3, n))), W
 
     def site_rows(self, params, pairs_list, group) -> np.ndarray:
-        """Per-atom energy rows (ΣN, n) (no e0), as :meth:`etn.design.DesignReference.site_rows`."""
+        """Per-atom energy rows (ΣN, n) (no e0), as :meth:`etn.backends.design.DesignReference.site_rows`."""
         g = self.group_ids[group if isinstance(group, str) else group.name]
         n = self.lib.etn_design_group_size(g)
         b = Batch.of(pairs_list)
@@ -99,8 +96,5 @@ class CDesign:
             g, self._ptr("double *", params), b.n_atoms, self._ptr("int *", b.species),
             self._ptr("long long *", b.first), self._ptr("int *", b.tj), self._ptr("double *", b.r),
             self._ptr("double *", E))
-        if rc == -2:
-            raise ValueError("a species index is out of range for this model")
-        if rc != 0:
-            raise MemoryError(f"the design-row kernels failed (code {rc})")
+        check_status(rc, "etn_design_site_rows")
         return E[:b.n_atoms]

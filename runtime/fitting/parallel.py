@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 #: Environment variables through which launchers (MPICH/Hydra and Slurm's PMI, Open MPI, PMIx) tell a
 #: process that it is one of several MPI ranks.

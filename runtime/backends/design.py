@@ -20,10 +20,11 @@ it, and the generated row kernels are tested against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from .generator.spec import FEATURES
+from ..generator.spec import FEATURES
 from .reference import NumpyBackend
 
 #: Pairs per chunk of tangents (3 per pair): bounds the memory of the force rows of one configuration.
@@ -53,6 +54,56 @@ def groups(sched) -> dict[str, Group]:
         cols = np.concatenate([np.arange(b.offset, b.offset + b.size) for b in blocks])
         out[name] = Group(name, blocks, cols, blocks[0].core, blocks[0].core > 0 and name.endswith(".U"))
     return out
+
+
+def default_group(sched) -> str:
+    """The group of extrapolation grades (etn.fitting.grade) and of the rows the evaluation kernels write
+    beside the forces: the species-specific core (``Spec.species_core``)."""
+    return f"core{sched.spec.species_core}"
+
+
+def species_columns(sched, group) -> list[np.ndarray] | None:
+    """For a species-specific core: the columns (within the group) that belong to each species; else None."""
+    g = groups(sched)[group]
+    if g.U or not sched.cores[g.core - 1].species_specific:
+        return None
+    S = sched.spec.n_species
+    cols, start = [[] for _ in range(S)], 0
+    for b in g.blocks:
+        per = b.size // S
+        for s in range(S):
+            cols[s].append(np.arange(start + s * per, start + (s + 1) * per))
+        start += b.size
+    return [np.concatenate(c) for c in cols]
+
+
+@lru_cache(maxsize=8)
+def _rows_of(spec, implementation: str):
+    from ..generator import cached_schedule
+
+    if implementation == "numpy":
+        return DesignReference(cached_schedule(spec))
+    if implementation == "cuda":
+        from .cuda import CudaDesign
+
+        return CudaDesign(cached_schedule(spec))
+    from .cdesign import CDesign
+
+    return CDesign(cached_schedule(spec))
+
+
+def design_rows(sched, backend: str = "c", threads: int | None = None):
+    """The design rows with ``backend`` (one object per spec and implementation, kept): the numpy
+    reference (``numpy``), the generated CUDA kernels (``cuda*``, or ``auto`` where a GPU is usable) or
+    the generated C kernels (otherwise)."""
+    if backend == "auto":
+        from .cuda import available
+
+        backend = "cuda" if available() else "c"
+    rows = _rows_of(sched.spec, "numpy" if backend == "numpy" else "cuda" if backend.startswith("cuda") else "c")
+    if threads and hasattr(rows, "set_num_threads"):
+        rows.set_num_threads(threads)
+    return rows
 
 
 def segment_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
@@ -248,13 +299,13 @@ class DesignReference:
 
     def batch(self, params, pairs_list, group, gradients: bool = True):
         """Rows of many configurations: energy rows (C, n) summed over atoms, force rows (ΣN, 3, n)
-        and W rows (C, 3, 3, n); the contract of the generated kernels (:class:`etn.cdesign.CDesign`)."""
+        and W rows (C, 3, 3, n); the contract of the generated kernels (:class:`etn.backends.cdesign.CDesign`)."""
         out = [self.rows(params, p, group, forces=gradients) for p in pairs_list]
         return (np.stack([o[0].sum(axis=0) for o in out]), np.concatenate([o[1] for o in out]),
                 np.stack([o[2] for o in out]))
 
     def site_rows(self, params, pairs_list, group) -> np.ndarray:
-        """Per-atom energy rows (ΣN, n) of many configurations (no e0); as :meth:`etn.cdesign.CDesign.site_rows`."""
+        """Per-atom energy rows (ΣN, n) of many configurations (no e0); as :meth:`etn.backends.cdesign.CDesign.site_rows`."""
         return np.concatenate([self.rows(params, p, group, forces=False)[0] for p in pairs_list])
 
     def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):

@@ -1,7 +1,7 @@
 """Fitting by alternating least squares (ALS) over the equivariant cores, with DMRG-style truncation.
 
 The model is linear in each parameter group (``e0``, ``core{k}``, ``core{k}.U``) with the others fixed
-(see :mod:`etn.design`), so a fit is a sequence of linear least-squares problems::
+(see :mod:`etn.backends.design`), so a fit is a sequence of linear least-squares problems::
 
     min_θ  Σ_c w_E ((E_c - Ê_c) / N_c)² + w_F |F_c - F̂_c|² / N_c + w_S |(σ_c - σ̂_c) V_c / N_c|² + λ m |θ|²
 
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .design import DesignReference
-from .generator import Spec
-from .generator.errors import EtnError
-from .generator.spec import Irreps
-from .neighbors import pairs as build_pairs
-from .potential import Potential, cached_schedule
+from ..backends.design import design_rows
+from ..generator import Spec
+from ..generator.errors import EtnError
+from ..generator.spec import Irreps
+from ..io.neighbors import pairs as build_pairs
+from ..generator import cached_schedule
+from ..potential import Potential
 
 
 #: Memory for one batch of design rows (bytes): the fit's peak memory is the normal matrix plus this.
@@ -293,7 +293,7 @@ class Fitter:
         if not train:
             raise FitError("no training configurations")
         self.train, self.valid = list(train), list(valid or [])
-        # under mpiexec each rank takes its share of the configurations in every sum (etn.parallel)
+        # under mpiexec each rank takes its share of the configurations in every sum (etn.fitting.parallel)
         self.comm = comm if comm is not None else world()
         self.progress = progress and self.comm.rank == 0
         pot = init or Potential.random(spec, seed=s.seed, scale=s.init_scale)
@@ -354,7 +354,7 @@ class Fitter:
         gs = [self._groups()[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
         n = self.spec.n_species + sum(g.size for g in gs)
         XtX, Xty, yty = np.zeros((n, n)), np.zeros(n), 0.0
-        rows = _design(sched, self.settings.backend, self.settings.threads)
+        rows = design_rows(sched, self.settings.backend, self.settings.threads)
         params = self.params
         batch, size = [], 0
         for f in frames:
@@ -435,7 +435,7 @@ class Fitter:
         ``f``: the fit's targets are the labels minus these, as the term has no parameters."""
         key = id(f)
         if key not in self._rep:
-            from .reference import repulsion
+            from ..backends.reference import repulsion
 
             e, g = repulsion(cached_schedule(self.spec).repulsion, pr)
             N = pr.n_atoms
@@ -446,7 +446,7 @@ class Fitter:
         return self._rep[key]
 
     def _groups(self):
-        from .design import groups
+        from ..backends.design import groups
 
         return groups(cached_schedule(self.spec))
 
@@ -567,7 +567,7 @@ class Fitter:
             self.blocks["e0"] = np.array([float(ref[s]) for s in species])
             return
         counts, E, lonely = [], [], []
-        from .neighbors import species_indices
+        from ..io.neighbors import species_indices
 
         for f in self.train:  # compositions from the symbols: no neighbour list for all configurations
             if f.energy is None:
@@ -607,7 +607,7 @@ class Fitter:
     def _check_data(self):
         """Warn when the data cannot determine the model: duplicate configurations, and fewer labels
         than parameters (the ridge then decides the rest, silently)."""
-        from .dataset import identity
+        from ..io.dataset import identity
 
         seen, dup, n_labels = set(), 0, 0
         for f in self.train:
@@ -757,29 +757,3 @@ class Fitter:
                              "fit_seconds": round(time.perf_counter() - self._t0, 2),
                              "valid_loss": self.best[0]})
         return pot
-
-
-@lru_cache(maxsize=8)
-def _design_of(spec: Spec, implementation: str):
-    if implementation == "numpy":
-        return DesignReference(cached_schedule(spec))
-    if implementation == "cuda":
-        from .cuda import CudaDesign
-
-        return CudaDesign(cached_schedule(spec))
-    from .cdesign import CDesign
-
-    return CDesign(cached_schedule(spec))
-
-
-def _design(sched, backend: str = "c", threads: int | None = None):
-    """The design rows of a fit with ``backend``: the numpy reference (``numpy``), the generated CUDA
-    kernels (``cuda*``, or ``auto`` where a GPU is usable) or the generated C kernels (otherwise)."""
-    if backend == "auto":
-        from .cuda import available
-
-        backend = "cuda" if available() else "c"
-    rows = _design_of(sched.spec, "numpy" if backend == "numpy" else "cuda" if backend.startswith("cuda") else "c")
-    if threads and hasattr(rows, "set_num_threads"):
-        rows.set_num_threads(threads)
-    return rows

@@ -1,6 +1,6 @@
 """Generated C backend: render the schedule, compile (cached), call through cffi.
 
-Same contract as :class:`~etn.reference.NumpyBackend`: ``compute(params, pairs, gradients)``
+Same contract as :class:`~etn.backends.reference.NumpyBackend`: ``compute(params, pairs, gradients)``
 returns site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (P, 3), in
 float64 arrays whatever the kernels' precision.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .build import build
-from .codegen import render
+from .codegen import check_status, render
 
 
 class CBackend:
@@ -38,10 +38,7 @@ class CBackend:
             self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
             self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
             self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
-        if rc == -2:
-            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
-        if rc != 0:
-            raise ValueError("a species index is out of range for this model")
+        check_status(rc, f"etn_compute ({N} atoms)")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
 
     def output(self, params, pairs) -> np.ndarray:
@@ -53,16 +50,13 @@ class CBackend:
         rc = self.lib.etn_compute(
             self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
             self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", out), self.ffi.NULL)
-        if rc == -2:
-            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
-        if rc != 0:
-            raise ValueError("a species index is out of range for this model")
+        check_status(rc, f"etn_compute ({N} atoms)")
         return out.astype(np.float64).reshape(N, n_out)
 
     def compute_graded(self, params, pairs, rows: bool = True, active=None):
         """``compute`` with gradients and, from the same pass, each atom's row of extrapolation grades
-        (N × etn_grade_row_size: dV_i/dg of core 1's block for its species, :mod:`etn.grade`) if ``rows``,
-        and its grade γ if ``active`` = (M, rank) (:meth:`etn.grade.ActiveSet.kernel_blocks`).
+        (N × etn_grade_row_size: dV_i/dg of core 1's block for its species, :mod:`etn.fitting.grade`) if ``rows``,
+        and its grade γ if ``active`` = (M, rank) (:meth:`etn.fitting.grade.ActiveSet.kernel_blocks`).
         Returns (energies, per-pair gradients, rows or None, γ or None)."""
         N = pairs.n_atoms
         csr = PairsCSR(pairs, self.np_dtype)
@@ -81,12 +75,7 @@ class CBackend:
             self._ptr("etn_real *", M) if active is not None else self.ffi.NULL,
             self._ptr("int *", rank) if active is not None else self.ffi.NULL,
             self._ptr("etn_real *", gamma) if active is not None else self.ffi.NULL)
-        if rc == -2:
-            raise MemoryError(f"etn_compute ran out of memory for {N} atoms")
-        if rc == -3:
-            raise ValueError("etn_compute_graded: an active set whose blocks do not fit this model")
-        if rc != 0:
-            raise ValueError("a species index is out of range for this model")
+        check_status(rc, f"etn_compute_graded ({N} atoms)")
         return (energies.astype(np.float64), csr.unsort(grad), R[:N].astype(np.float64) if rows else None,
                 gamma[:N].astype(np.float64) if active is not None else None)
 

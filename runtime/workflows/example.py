@@ -17,8 +17,12 @@ def run(steps: int = 50, sweeps: int = 4, out: str = "etn-example") -> None:
     from ase.md import velocitydistribution
     from ase.md.verlet import VelocityVerlet
 
-    from . import Calculator, catalogue, dataset, grade, metrics
-    from .fit import Fitter, FitSettings
+    from .. import Calculator, catalogue
+
+    from ..io import dataset, metrics
+
+    from ..fitting import grade
+    from ..fitting.fit import Fitter, FitSettings
 
     spec = catalogue.load("small")
     with resources.as_file(resources.files("etn.data") / "MoNbTaW_train.xyz") as p:

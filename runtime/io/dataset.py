@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 
 class DataError(EtnError, ValueError):

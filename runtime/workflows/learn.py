@@ -1,16 +1,16 @@
 """Active learning: fit, run MD with extrapolation grades, select, label, refit, until MD stays inside the data.
 
-    pot, history = etn.learn.learn(spec, initial, targets, label=EMT())
+    pot, history = etn.workflows.learn.learn(spec, initial, targets, label=EMT())
 
 One iteration:
 
-1. fit ``spec`` on the labelled configurations so far (:class:`etn.fit.Fitter`, ``settings``);
-2. select the active set on them (:func:`etn.grade.build`);
+1. fit ``spec`` on the labelled configurations so far (:class:`etn.fitting.fit.Fitter`, ``settings``);
+2. select the active set on them (:func:`etn.fitting.grade.build`);
 3. run Langevin MD (ASE) from every target structure with per-atom grades on; every ``sample``
    steps a snapshot whose largest γ exceeds ``threshold`` becomes a candidate, and a run stops
    early once γ exceeds ``break_threshold`` (what follows would be the model's fiction);
 4. if no snapshot exceeded ``threshold`` the loop has converged; else pick at most ``per_iteration``
-   candidates with :func:`etn.grade.select`, label them with ``label`` (any ASE calculator: DFT in
+   candidates with :func:`etn.fitting.grade.select`, label them with ``label`` (any ASE calculator: DFT in
    practice, EMT in the example) and add them to the training data.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import Frame
-from .fit import FitSettings, Fitter
-from .grade import build, select
+from ..io.dataset import Frame
+from ..fitting.fit import FitSettings, Fitter
+from ..fitting.grade import build, select
 
 
 @dataclass
@@ -54,7 +54,7 @@ def explore(pot, aset, targets, temperature: float, steps: int, sample: int, thr
     from ase import units
     from ase.md.langevin import Langevin
 
-    from .calculator import Calculator
+    from ..hosts.calculator import Calculator
 
     cands, gmax, done = [], 0.0, 0
     for t, start in enumerate(targets):

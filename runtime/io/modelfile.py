@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 FORMAT_VERSION = 1
 MAGIC = "etn-model"

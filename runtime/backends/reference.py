@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .generator.schedule import Schedule
-from .generator.spec import FEATURES
+from ..generator.schedule import Schedule
+from ..generator.spec import FEATURES
 
 
 def fade_in(d, r0: float, r1: float):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .generator.schedule import ORDERS, Schedule
-from .generator.spec import FEATURES
+from ..generator.schedule import ORDERS, Schedule
+from ..generator.spec import FEATURES
 
 
 def _fmt(n: int) -> str:

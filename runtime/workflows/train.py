@@ -52,8 +52,8 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from . import dataset, metrics
-from .fit import FitError, FitSettings, Fitter
+from ..io import dataset, metrics
+from ..fitting.fit import FitError, FitSettings, Fitter
 
 _KEYS = {"model": {"spec", "init"},
          "data": {"train", "valid", "valid_fraction", "test", "missing", "cfg_species", "energy_key", "forces_key",
@@ -70,8 +70,8 @@ def _resolve(base: Path, items):
 
 def load_config(path) -> dict:
     """The configuration as a dict with paths made absolute; unknown keys are errors."""
-    from .cli import _spec
-    from .generator import Spec
+    from ..catalogue import resolve as _spec
+    from ..generator import Spec
 
     path = Path(path)
     if not path.is_file():
@@ -134,7 +134,7 @@ def load_config(path) -> dict:
         raise FitError(f"{path}: [data] stratify must be true or false")
     init = model.get("init")
     if init is not None:
-        from .potential import Potential
+        from ..potential import Potential
 
         cand = Path(init) if Path(init).is_absolute() else base / init
         init = Potential.load(cand)
@@ -178,10 +178,10 @@ def set_threads(n: int | None) -> None:
 
 def fit_config(path, progress: bool = True, log=print):
     """Run the fit that ``path`` describes; returns (potential, report dict). Under ``mpiexec -n N`` the
-    ranks share the work (etn.parallel) and rank 0 alone writes and reports; the others return (pot, None)."""
+    ranks share the work (etn.fitting.parallel) and rank 0 alone writes and reports; the others return (pot, None)."""
     from dataclasses import replace
 
-    from .parallel import world
+    from ..fitting.parallel import world
 
     comm = world()
     if comm.rank > 0:
@@ -220,8 +220,8 @@ def fit_config(path, progress: bool = True, log=print):
     err = comm.bcast(err)
     if err:
         raise FitError(err)
-    from .cost import summary
-    from .potential import cached_schedule
+    from ..cost import summary
+    from ..generator import cached_schedule
 
     log(f"fitting spec {spec.hash[:12]} ({len(spec.species)} species, {spec.cores} cores) on "
         + (f"{comm.size} MPI ranks ({s.threads} threads each), " if comm.size > 1 else "") +
@@ -248,7 +248,7 @@ def fit_config(path, progress: bool = True, log=print):
             os.replace(out / name, out / (name + ".1"))
             log(f"kept the previous {out / name} as {name}.1")
     pot.save(out / "model.etn")
-    from . import grade
+    from ..fitting import grade
 
     aset = grade.build(pot, [f.atoms for f in train], backend="numpy" if s.backend == "numpy" else "c",
                        progress=progress)
@@ -283,7 +283,7 @@ def evaluate_files(model, files, backend: str = "c", json_path=None, plot=None, 
     """``etn eval``: errors of a saved model on labelled files; ``predictions``: also write every
     configuration with the model's energy (``etn_energy``, eV), per-atom energies (``etn_energies``),
     forces (``etn_forces``, eV/Å) and stress (``etn_stress``, eV/Å³, Voigt) beside its labels (extxyz)."""
-    from .potential import Potential
+    from ..potential import Potential
 
     pot = Potential.load(model, backend=backend)
     frames = dataset.read(files, pot.spec.species, need=("energy",), missing="skip")

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generator.errors import EtnError
+from ..generator.errors import EtnError
 
 PLUGIN = "etnplugin.so"
 
@@ -110,10 +110,11 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     """The plugin folder's files (name → text) for the spec of ``pot``."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from .codegen import environment as jinja, render, stamp
-    from .grade import FORMAT_VERSION as ASET_VERSION, default_group
-    from .modelfile import FORMAT_VERSION, sha256_constants
-    from .neighbors import OVERLAP
+    from ..backends.codegen import environment as jinja, render, stamp
+    from ..backends.design import default_group
+    from ..fitting.grade import FORMAT_VERSION as ASET_VERSION
+    from ..io.modelfile import FORMAT_VERSION, sha256_constants
+    from ..io.neighbors import OVERLAP
 
     sched = pot.schedule
     spec = pot.spec
@@ -157,10 +158,10 @@ def export(model, out_dir, build_plugin: bool = True, dtype: str = "float64") ->
     Returns the folder. Without an installed LAMMPS the files are still written (with placeholder
     paths in the Makefile) when ``build_plugin`` is false; otherwise :class:`LammpsError`.
     """
-    from .potential import Potential
+    from ..potential import Potential
 
     pot = Potential.load(model) if isinstance(model, (str, os.PathLike)) else model
-    from .codegen import energy_only
+    from ..backends.codegen import energy_only
 
     energy_only(pot.schedule, "a LAMMPS pair style")
     try:
