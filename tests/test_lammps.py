@@ -302,7 +302,7 @@ BAD = {
     "corrupt model file": ("pair_coeff * * corrupt.etn Cu Ni", "checksum does not match"),
     "truncated model file": ("pair_coeff * * truncated.etn Cu Ni", "is truncated"),
     "not a model file": ("pair_coeff * * data.lmp Cu Ni", "is not an etn model file"),
-    "newer model-file format": ("pair_coeff * * newer.etn Cu Ni", "model-file format 2 is newer than this plugin reads"),
+    "newer model-file format": ("pair_coeff * * newer.etn Cu Ni", "model-file format 2 is newer than this code reads"),
     "overlapping atoms": ("pair_coeff * * model.etn Cu Ni\nset atom 2 x 0.05 y 0.0 z 0.0\nset atom 1 x 0.0 y 0.0 z 0.0",
                           "overlap (distance 0.05 A < 0.1 A)"),
     "model of another spec": ("pair_coeff * * other.etn Cu Ni", "etn export lammps other.etn"),

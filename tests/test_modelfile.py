@@ -60,3 +60,41 @@ def test_not_a_model(tmp_path):
         Potential.load(p)
     with pytest.raises(ModelFileError, match="does not exist"):
         Potential.load(tmp_path / "missing.etn")
+
+
+def test_the_generated_reader_agrees_with_python(saved, tmp_path):
+    """etn_read_model (the one C reader of the standalone library and the LAMMPS plugin, in every generated
+    library) reads exactly the parameters Python wrote and refuses what Python's reader refuses."""
+    from etn.backends.cbackend import CBackend
+
+    pot, path = saved
+    lib = CBackend(pot.schedule, "float64")
+    ffi, C = lib.ffi, lib.lib
+    out, msg = np.zeros(pot.schedule.n_params), ffi.new("char[512]")
+
+    def read(p):
+        out[:] = 0
+        return C.etn_read_model(str(p).encode(), ffi.cast("double *", ffi.from_buffer(out)), msg, 512), \
+            ffi.string(msg).decode()
+
+    assert read(path)[0] == C.ETN_OK
+    assert np.array_equal(out, pot.params)
+    text = path.read_text()
+    other = Potential.random(etn.catalogue.load("tiny"), seed=1)
+    other.save(tmp_path / "other.etn")
+    cases = {"corrupt": (text.replace("\n0.", "\n1.", 1) if "\n0." in text else text.replace("\n-0.", "\n-1.", 1),
+                         "checksum does not match"),
+             "truncated": (text[: len(text) // 2], "is truncated"),
+             "newer": (text.replace("etn-model 1", "etn-model 2", 1), "model-file format 2 is newer"),
+             "other": ((tmp_path / "other.etn").read_text(), "was fitted for another spec"),
+             "not": ("hello\n", "is not an etn model file")}
+    for name, (body, message) in cases.items():
+        bad = tmp_path / f"{name}.etn"
+        bad.write_text(body)
+        rc, text_ = read(bad)
+        assert rc == C.ETN_BAD_FILE and message in text_, (name, text_)
+        if name != "other":  # a sound file of another spec: Python reads it as that spec's model
+            with pytest.raises(ModelFileError):
+                Potential.load(bad)
+    rc, text_ = read(tmp_path / "missing.etn")
+    assert rc == C.ETN_BAD_FILE and "cannot open" in text_

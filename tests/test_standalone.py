@@ -48,4 +48,4 @@ def test_standalone_rejects_model_of_another_spec(tmp_path, capsys):
     write_config(random_cluster(("Cu",), n=3), tmp_path / "c.txt")
     r = subprocess.run([str(out / "etn_example"), str(tmp_path / "other.etn"), str(tmp_path / "c.txt")],
                        capture_output=True, text=True)
-    assert r.returncode == 1 and "made for another spec" in r.stderr
+    assert r.returncode == 1 and "was fitted for another spec" in r.stderr

@@ -1,5 +1,6 @@
 #ifndef ETN_MODEL_H
 #define ETN_MODEL_H
+#include <stddef.h>
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -11,7 +12,7 @@ extern "C" {
 typedef double etn_real;
 
 /* Return codes (etn.backends.codegen.STATUS) */
-enum etn_status { ETN_OK = 0, ETN_BAD_SPECIES = -1, ETN_NO_MEMORY = -2, ETN_BAD_ARGUMENT = -3 };
+enum etn_status { ETN_OK = 0, ETN_BAD_SPECIES = -1, ETN_NO_MEMORY = -2, ETN_BAD_ARGUMENT = -3, ETN_BAD_FILE = -4 };
 
 #define ETN_N_PARAMS 507
 #define ETN_N_SPECIES 3
@@ -25,6 +26,12 @@ const char *etn_species(int k);
 double etn_r_cut(void);
 /* Start of the radial basis in A: closer pairs are extrapolated. */
 double etn_r_min(void);
+/* Parameters from a model file (*.etn) into params[ETN_N_PARAMS], checked as etn's Python reader does: format
+   version, SHA-256 checksum, spec hash, parameter count, every value a finite decimal number within 1e+100.
+   Returns ETN_OK, or ETN_BAD_FILE (ETN_NO_MEMORY) with a one-line message in message[size] saying what to do. */
+int etn_read_model(const char *path, double *params, char *message, int size);
+/* SHA-256 of text[len] as 64 hex digits and a NUL in hex[65]; ETN_OK or ETN_NO_MEMORY. */
+int etn_sha256_hex(const char *text, size_t len, char *hex);
 /* Threads used by etn_compute (OpenMP; returns the number in effect, 1 without OpenMP). */
 int etn_set_num_threads(int n);
 

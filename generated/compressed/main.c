@@ -17,96 +17,14 @@ static void die(const char *msg, const char *arg) {
     exit(1);
 }
 
-/* SHA-256 (FIPS 180-4) of the model file's body; constants derived by etn at render time */
-static const uint32_t SHA_K[64] = { 0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u, 0xab1c5ed5u, 0xd807aa98u, 0x12835b01u, 0x243185beu, 0x550c7dc3u, 0x72be5d74u, 0x80deb1feu, 0x9bdc06a7u, 0xc19bf174u, 0xe49b69c1u, 0xefbe4786u, 0x0fc19dc6u, 0x240ca1ccu, 0x2de92c6fu, 0x4a7484aau, 0x5cb0a9dcu, 0x76f988dau, 0x983e5152u, 0xa831c66du, 0xb00327c8u, 0xbf597fc7u, 0xc6e00bf3u, 0xd5a79147u, 0x06ca6351u, 0x14292967u, 0x27b70a85u, 0x2e1b2138u, 0x4d2c6dfcu, 0x53380d13u, 0x650a7354u, 0x766a0abbu, 0x81c2c92eu, 0x92722c85u, 0xa2bfe8a1u, 0xa81a664bu, 0xc24b8b70u, 0xc76c51a3u, 0xd192e819u, 0xd6990624u, 0xf40e3585u, 0x106aa070u, 0x19a4c116u, 0x1e376c08u, 0x2748774cu, 0x34b0bcb5u, 0x391c0cb3u, 0x4ed8aa4au, 0x5b9cca4fu, 0x682e6ff3u, 0x748f82eeu, 0x78a5636fu, 0x84c87814u, 0x8cc70208u, 0x90befffau, 0xa4506cebu, 0xbef9a3f7u, 0xc67178f2u };
-static const uint32_t SHA_H0[8] = { 0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au, 0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u };
-
-static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-static void sha256_hex(const unsigned char *text, size_t len, char hex[65]) {
-    uint32_t h[8];
-    memcpy(h, SHA_H0, sizeof h);
-    const size_t total = ((len + 8) / 64 + 1) * 64;  /* message + 0x80 + zeros + 64-bit length */
-    unsigned char *m = calloc(total, 1);
-    if (!m) die("out of memory", NULL);
-    memcpy(m, text, len);
-    m[len] = 0x80;
-    const uint64_t bits = (uint64_t)len * 8;
-    for (int s = 0; s < 8; s++) m[total - 1 - s] = (unsigned char)(bits >> (8 * s));
-    for (size_t off = 0; off < total; off += 64) {
-        const unsigned char *p = m + off;
-        uint32_t w[64];
-        for (int t = 0; t < 16; t++)
-            w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 | (uint32_t)p[4 * t + 2] << 8 | p[4 * t + 3];
-        for (int t = 16; t < 64; t++)
-            w[t] = w[t - 16] + (rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)) + w[t - 7] +
-                   (rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10));
-        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
-        for (int t = 0; t < 64; t++) {
-            const uint32_t t1 = k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA_K[t] + w[t];
-            const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-            k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
-        }
-        h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
-    }
-    free(m);
-    for (int t = 0; t < 8; t++) snprintf(hex + 8 * t, 9, "%08x", h[t]);
-}
-
-/* Parameters from a model file, checked as etn's Python reader does: format version, SHA-256 checksum,
-   spec hash, parameter count, every value a finite decimal number within 1e+100. */
+/* Parameters from a model file, read and checked by the library (etn_read_model) */
 static etn_real *read_model(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("cannot open model file ", path);
-    size_t cap = 1 << 16, len = 0, got;
-    char *text = malloc(cap + 1);
-    while (text && (got = fread(text + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) text = realloc(text, (cap *= 2) + 1);
-    }
-    fclose(f);
-    if (!text) die("out of memory reading ", path);
-    text[len] = 0;
-    if (strncmp(text, "etn-model ", 10)) die("not an etn model file: ", path);
-    if (atoi(text + 10) > 1) die("model-file format newer than this library reads: ", path);
-    char *end = NULL;
-    for (char *q = strstr(text, "\nend\n"); q; q = strstr(q + 1, "\nend\n")) end = q;
-    if (!end || strncmp(end + 5, "sha256 ", 7)) die("model file truncated (no end marker and checksum): ", path);
-    char hex[65];
-    sha256_hex((const unsigned char *)text, (size_t)(end + 5 - text), hex);
-    if (strncmp(end + 12, hex, 64)) die("model file corrupt (its checksum does not match its content): ", path);
-    end[1] = 0;  /* parse the body only */
-    int have_hash = 0;
-    long n = -1;
-    char *line = text, *next;
-    for (; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        if (!strncmp(line, "spec_hash ", 10)) {
-            if (strcmp(line + 10, etn_spec_hash())) die("the model file was made for another spec: ", path);
-            have_hash = 1;
-        } else if (!strncmp(line, "n_params ", 9)) {
-            n = atol(line + 9);
-        } else if (!strcmp(line, "params")) {
-            line = next;
-            break;
-        }
-    }
-    if (!have_hash || n != ETN_N_PARAMS) die("not a model file for this library: ", path);
+    static double p64[ETN_N_PARAMS > 0 ? ETN_N_PARAMS : 1];
+    char message[512];
+    if (etn_read_model(path, p64, message, sizeof message) != ETN_OK) die(message, NULL);
     etn_real *p = malloc(sizeof(etn_real) * ETN_N_PARAMS);
     if (!p) die("out of memory reading ", path);
-    for (long k = 0; k < n; k++) {
-        if (!line || !*line) die("model file truncated: ", path);
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        char *stop = NULL;
-        const double v = strtod(line, &stop);
-        if (stop == line || *stop || !isfinite(v) || fabs(v) > 1e+100) die("model file has a bad parameter: ", line);
-        p[k] = (etn_real)v;
-        line = next;
-    }
-    if (line && *line) die("model file has more parameters than its header says: ", path);
-    free(text);
+    for (int k = 0; k < ETN_N_PARAMS; k++) p[k] = (etn_real)p64[k];
     return p;
 }
 

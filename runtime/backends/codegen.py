@@ -25,7 +25,8 @@ STATUS = (("ETN_OK", 0, "success"),
           ("ETN_BAD_SPECIES", -1, "a species index is out of range for this model"),
           ("ETN_NO_MEMORY", -2, "out of memory"),
           ("ETN_BAD_ARGUMENT", -3, "an invalid argument (an unknown design group, or an active set whose blocks do "
-                                   "not fit this model)"))
+                                   "not fit this model)"),
+          ("ETN_BAD_FILE", -4, "a model file that cannot be read, is corrupt or belongs to another spec"))
 
 
 def check_status(rc: int, what: str) -> None:
@@ -45,8 +46,8 @@ class Source:
     spec_hash: str
 
     def header_file(self) -> str:
-        """The header as a file: the contract wrapped in include guards and ``extern "C"``."""
-        return ("#ifndef ETN_MODEL_H\n#define ETN_MODEL_H\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
+        """The header as a file: the contract wrapped in include guards and ``extern "C"`` (size_t from stddef.h)."""
+        return ("#ifndef ETN_MODEL_H\n#define ETN_MODEL_H\n#include <stddef.h>\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
                 + self.header + "#ifdef __cplusplus\n}\n#endif\n#endif\n")
 
 
@@ -316,7 +317,7 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
 
     features = dict(sched.features, constant_index=sched.features["offsets"][0] + spec.n_channels)
     ctx = dict(
-        stamp=stamp(spec, dtype), status=STATUS, spec=spec, dtype=dtype, ctype=CTYPES[dtype], n_params=sched.n_params,
+        stamp=stamp(spec, dtype), status=STATUS, spec=spec, dtype=dtype, **_modelfile_constants(), ctype=CTYPES[dtype], n_params=sched.n_params,
         n_sh=sched.features["n_sh"], features=features, bonds=sched.bonds, cores=cores,
         sh=[dict(row, index=k) for k, row in enumerate(sched.sh)], header_name=header_name,
         lit=lit, lit64=lambda v: literal(v, "float64"), poly=poly, block=sched.block,
@@ -333,14 +334,25 @@ def _context(sched: Schedule, dtype: str | None, header_name: str, cores: tuple 
     return ctx
 
 
-def library_files(sched: Schedule, dtype: str | None = None) -> dict[str, str]:
-    """The standalone C library of one model: header, kernels, example ``main.c`` and a Makefile."""
-    src = render(sched, dtype)
+def _modelfile_constants() -> dict:
+    """What the generated model-file reader (kernels.c.j2: etn_read_model) checks against."""
     from ..io.modelfile import FORMAT_VERSION, MAX_PARAM, sha256_constants
 
     sha_k, sha_h0 = sha256_constants()
-    ctx = {"stamp": stamp(sched.spec, src.dtype), "sha_k": sha_k, "sha_h0": sha_h0, "format_version": FORMAT_VERSION,
-           "max_param": f"{MAX_PARAM:g}"}
+    return dict(sha_k=sha_k, sha_h0=sha_h0, format_version=FORMAT_VERSION, max_param=f"{MAX_PARAM:g}")
+
+
+def cflags() -> str:
+    """The C flags of the build cache (build.FLAGS) as the generated Makefiles use them."""
+    from .build import FLAGS
+
+    return " ".join(f for f in FLAGS if f != "-shared")
+
+
+def library_files(sched: Schedule, dtype: str | None = None) -> dict[str, str]:
+    """The standalone C library of one model: header, kernels, example ``main.c`` and a Makefile."""
+    src = render(sched, dtype)
+    ctx = {"stamp": stamp(sched.spec, src.dtype), "cflags": cflags()}
     env = environment()
     return {"etn_model.h": src.header_file(), "etn_kernels.c": src.kernels,
             "main.c": env.get_template("main.c.j2").render(ctx), "Makefile": env.get_template("Makefile.j2").render(ctx)}

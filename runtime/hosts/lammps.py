@@ -110,10 +110,9 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     """The plugin folder's files (name → text) for the spec of ``pot``."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from ..backends.codegen import environment as jinja, render, stamp
+    from ..backends.codegen import cflags, environment as jinja, render, stamp
     from ..backends.design import default_group
     from ..fitting.grade import FORMAT_VERSION as ASET_VERSION
-    from ..io.modelfile import FORMAT_VERSION, sha256_constants
     from ..io.neighbors import OVERLAP
 
     sched = pot.schedule
@@ -121,11 +120,9 @@ def plugin_files(pot, model_name: str = "model.etn", installation: Installation 
     src = render(sched, dtype)
     group = default_group(sched)  # the group whose rows etn_compute_graded writes, for extrapolation grades
     inst = installation or Installation("/path/to/lammps/src", "", "", "", "unknown")
-    sha_k, sha_h0 = sha256_constants()
     lattice, a = _lattice(spec.species[0])
     ctx = dict(stamp=stamp(spec, dtype), species=list(spec.species), n_params=sched.n_params,
-               spec_hash=spec.hash, format_version=FORMAT_VERSION, sha_k=sha_k, sha_h0=sha_h0,
-               lammps=inst, overlap=OVERLAP, model=model_name, lattice=lattice, a=a,
+               spec_hash=spec.hash, cflags=cflags(), lammps=inst, overlap=OVERLAP, model=model_name, lattice=lattice, a=a,
                masses=[f"{atomic_masses[atomic_numbers[s]]:.4f}" for s in spec.species],
                grade_group=group, aset_version=ASET_VERSION)
     env = jinja()
