@@ -21,7 +21,7 @@ import importlib
 #: the rooms of the package and their modules, loaded on first attribute access
 ROOMS = {
     "io": ("neighbors", "modelfile", "dataset", "metrics", "report"),
-    "backends": ("reference", "design", "codegen", "build", "cbackend", "cdesign", "cuda"),
+    "backends": ("reference", "design", "plan", "codegen", "build", "cbackend", "cdesign", "cuda"),
     "fitting": ("fit", "grade", "parallel"),
     "hosts": ("calculator", "lammps"),
     "workflows": ("train", "learn", "example"),
