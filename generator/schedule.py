@@ -205,17 +205,31 @@ def _path(L_in, l, L_out, r_in, n_c, r_out, cg, name, constant: bool) -> Path:
 
 
 def schedule(spec: Spec) -> Schedule:
-    """Derive the contraction schedule of ``spec`` (pure; sympy does the exact work)."""
-    S, C, Nr, l_max = spec.n_species, spec.n_channels, spec.n_radial, spec.l_max
-    sh = _sh_table(l_max)
-    n_sh = (l_max + 1) ** 2
-    chan = [spec.channels(l) for l in range(l_max + 1)]
+    """Derive the contraction schedule of ``spec`` (pure; sympy does the exact work): the feature layout,
+    the bonds, per core (in graph order) its paths and parameter blocks, then the FLOPs and buffers."""
+    sh = _sh_table(spec.l_max)
+    features = _features(spec)
+    bonds = _bonds(spec)
+    blocks = _Blocks()
+    blocks.add("e0", (spec.n_species,))
+    cores = tuple(_core(spec, k, blocks) for k in range(1, spec.cores + 1))
+    return Schedule(spec, sh, features, bonds, cores, tuple(blocks.list), _flops(spec, sh, cores),
+                    _buffers(spec, features, bonds, cores), _repulsion(spec))
+
+
+def _features(spec: Spec) -> dict:
+    """The layout of A_i[c, l, m]: per l its channels (C + 1 for l = 0: the constant) and offset."""
+    chan = [spec.channels(l) for l in range(spec.l_max + 1)]
     offs, o = [], 0
-    for l in range(l_max + 1):
+    for l in range(spec.l_max + 1):
         offs.append(o)
         o += chan[l] * (2 * l + 1)
-    features = {"n_sh": n_sh, "channels": chan, "offsets": offs, "size": o,
-                "constant_channel": C, "channel_of": "c = species_index(neighbour) * n_radial + n"}
+    return {"n_sh": (spec.l_max + 1) ** 2, "channels": chan, "offsets": offs, "size": o,
+            "constant_channel": spec.n_channels, "channel_of": "c = species_index(neighbour) * n_radial + n"}
+
+
+def _bonds(spec: Spec) -> tuple:
+    """Bonds b_0 (the constant) … b_n (the output): per irrep its rank and offset in the bond's state."""
     bonds = []
     for k in range(spec.cores + 1):
         b, off, terms = spec.bond(k), 0, []
@@ -223,59 +237,76 @@ def schedule(spec: Spec) -> Schedule:
             terms.append({"L": L, "rank": r, "offset": off})
             off += r * (2 * L + 1)
         bonds.append({"k": k, "irreps": str(b), "terms": terms, "size": off})
+    return tuple(bonds)
 
-    blocks: list[Block] = []
-    off = 0
 
-    def add(name, shape, core=0, group="e0"):
-        nonlocal off
-        blocks.append(Block(name, tuple(shape), off, core, group))
-        off += blocks[-1].size
+class _Blocks:
+    """The flat parameter vector, block by block."""
 
-    def terms(x, K=0):  # (L, dimension) of one input of a core
-        if x == FEATURES:
-            return [(l, K or chan[l]) for l in range(l_max + 1)]
-        return list(spec.bond(x).terms)
+    def __init__(self):
+        self.list, self.off = [], 0
 
-    add("e0", (S,))
-    cores = []
+    def add(self, name, shape, core=0, group="e0"):
+        self.list.append(Block(name, tuple(shape), self.off, core, group))
+        self.off += self.list[-1].size
+
+
+def _core(spec: Spec, k: int, blocks: _Blocks) -> Core:
+    """Core k: its channel factor (if compressed), its admissible paths between its two inputs and its bond
+    (with their exact CG entries and blocks), and whether the C evaluation runs it folded."""
+    K, (x, y) = spec.K(k), spec.graph[k - 1]
+    chan = [spec.channels(l) for l in range(spec.l_max + 1)]
+    species_specific, constant = k == spec.species_core, x == 0
+
+    def terms(v, K=0):  # (L, dimension) of one input
+        if v == FEATURES:
+            return [(l, K or chan[l]) for l in range(spec.l_max + 1)]
+        return list(spec.bond(v).terms)
+
+    compress = []
+    if K:
+        for l in range(spec.l_max + 1):
+            blocks.add(f"core{k}.U.l{l}", (chan[l], K), k, f"core{k}.U")
+            compress.append(f"core{k}.U.l{l}")
+    paths, folded = [], []
+    for L_in, r_in in terms(x):
+        for l, n_c in terms(y, K):
+            for L_out, r_out in spec.bond(k).terms:
+                if not admissible(L_in, l, L_out) or (x == y == FEATURES and L_in > l):
+                    continue
+                cg = tuple(
+                    CGEntry(M_in, m, M_out, str(v), float(v))
+                    for (M_out, M_in, m), v in sorted(real_cg(L_in, l, L_out).items(), key=lambda t: (t[0][1], t[0][2], t[0][0]))
+                )
+                name = f"core{k}.path{L_in}_{l}_{L_out}"
+                blocks.add(name, ((spec.n_species,) if species_specific else ()) + (r_in, n_c, r_out), k, f"core{k}")
+                paths.append(_path(L_in, l, L_out, r_in, n_c, r_out, cg, name, constant))
+                if K:
+                    folded.append(_path(L_in, l, L_out, r_in, chan[l], r_out, cg, name, constant))
+    fold = bool(K) and _cost(folded) < _compress_flops(spec, K) + _cost(paths)
+    return Core(k, species_specific, K, tuple(compress), tuple(paths), fold, tuple(folded) if fold else (), (x, y))
+
+
+def _cost(paths) -> int:
+    return sum(p.flops[p.order] + p.bwd_flops[p.order] for p in paths)
+
+
+def _compress_flops(spec: Spec, K: int) -> int:
+    """Forward + backward FLOPs per atom of a channel factor: B = U^T A and dA += U dB."""
+    return 2 * sum(2 * spec.channels(l) * K * (2 * l + 1) for l in range(spec.l_max + 1)) if K else 0
+
+
+def _flops(spec: Spec, sh, cores) -> dict:
+    """Forward and backward FLOPs per atom as the C evaluation computes them: per_atom + per_pair × n."""
     fwd_atom = bwd_atom = 0
-    for k in range(1, spec.cores + 1):
-        K, (x, y) = spec.K(k), spec.graph[k - 1]
-        species_specific, constant = k == spec.species_core, x == 0
-        compress = []
-        if K:
-            for l in range(l_max + 1):
-                add(f"core{k}.U.l{l}", (chan[l], K), k, f"core{k}.U")
-                compress.append(f"core{k}.U.l{l}")
-        paths, folded = [], []
-        for L_in, r_in in terms(x):
-            for l, n_c in terms(y, K):
-                for L_out, r_out in spec.bond(k).terms:
-                    if not admissible(L_in, l, L_out) or (x == y == FEATURES and L_in > l):
-                        continue
-                    cg = tuple(
-                        CGEntry(M_in, m, M_out, str(v), float(v))
-                        for (M_out, M_in, m), v in sorted(real_cg(L_in, l, L_out).items(), key=lambda t: (t[0][1], t[0][2], t[0][0]))
-                    )
-                    name = f"core{k}.path{L_in}_{l}_{L_out}"
-                    shape = ((S,) if species_specific else ()) + (r_in, n_c, r_out)
-                    add(name, shape, k, f"core{k}")
-                    paths.append(_path(L_in, l, L_out, r_in, n_c, r_out, cg, name, constant))
-                    if K:
-                        folded.append(_path(L_in, l, L_out, r_in, chan[l], r_out, cg, name, constant))
-        compress_fb = 2 * sum(2 * chan[l] * K * (2 * l + 1) for l in range(l_max + 1)) if K else 0
-        cost = lambda ps: sum(p.flops[p.order] + p.bwd_flops[p.order] for p in ps)  # noqa: E731
-        fold = bool(K) and cost(folded) < compress_fb + cost(paths)
-        run = folded if fold else paths
-        if K and not fold:
-            fwd_atom += compress_fb // 2
-            bwd_atom += compress_fb // 2
+    for c in cores:
+        if c.K and not c.fold:
+            fwd_atom += _compress_flops(spec, c.K) // 2
+            bwd_atom += _compress_flops(spec, c.K) // 2
+        run = c.folded if c.fold else c.paths
         fwd_atom += sum(p.flops[p.order] for p in run)
         bwd_atom += sum(p.bwd_flops[p.order] for p in run)
-        cores.append(Core(k, species_specific, K, tuple(compress), tuple(paths), fold, tuple(folded) if fold else (),
-                          (x, y)))
-
+    Nr, n_sh = spec.n_radial, (spec.l_max + 1) ** 2
     sh_terms = sum(len(r["R"]) for r in sh)
     # ∇(Σ_s G_s Y_s) as the kernels form it: P's monomial coefficients Σ_s coef G_s, then e_a c_e u^(e-a)
     monos = {tuple(e) for r in sh if r["l"] for _, _, e in r["R"]}
@@ -288,19 +319,21 @@ def schedule(spec: Spec) -> Schedule:
     # Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by monomials with its l Y u term, Σ_s GD_s Y_s, then the
     # 3-vector assembly
     bwd_pair = 4 * Nr * n_sh + 2 * sh_terms + 2 * grad_terms + 3 * n_sh + 2 * n_sh + 12
-    flops = {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
-             "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
+    return {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
+            "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
+
+
+def _buffers(spec: Spec, features, bonds, cores) -> dict:
+    """Numbers per atom: features, compressed features, bond states, the largest path temporary."""
     tmp = 0
     for c in cores:
         for p in c.paths + c.folded:
             tmp = max(tmp, {"hA": p.r_in * p.n_c * (2 * p.L_out + 1),
                             "gh": p.n_c * p.r_out * (2 * p.L_in + 1),
                             "gA": p.r_in * p.r_out * (2 * p.l + 1)}[p.order])
-    comp_size = max((spec.K(k) * n_sh for k in range(1, spec.cores + 1)), default=0)
-    buffers = {"features": features["size"], "compressed_features": comp_size,
-               "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
-    return Schedule(spec, sh, features, tuple(bonds), tuple(cores), tuple(blocks), flops, buffers,
-                    _repulsion(spec))
+    comp_size = max((spec.K(k) * features["n_sh"] for k in range(1, spec.cores + 1)), default=0)
+    return {"features": features["size"], "compressed_features": comp_size,
+            "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
 
 
 @lru_cache(maxsize=32)

@@ -151,7 +151,20 @@ class Spec:
     _hash: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        """Validate and normalise every field, in the order the fields depend on each other; each check
+        raises a SpecError naming the field and what to do."""
+        self._check_species()
+        self._check_sizes()
+        self._check_choices()
+        self._check_network()
+        self._check_compression()
+        self._check_reachable()
+        self._set("_hash", hashlib.sha256(self.canonical_json().encode()).hexdigest())
+
+    def _set(self, name, value):
+        object.__setattr__(self, name, value)  # a frozen dataclass normalises its fields once, here
+
+    def _check_species(self):
         if isinstance(self.species, str) or not isinstance(self.species, (list, tuple)) or not self.species:
             raise SpecError(f"species: expected a non-empty list of element symbols, got {self.species!r}")
         from ase.data import chemical_symbols
@@ -163,32 +176,41 @@ class Spec:
         dup = sorted({s for s in species if species.count(s) > 1})
         if dup:
             raise SpecError(f"species: {', '.join(dup)} listed more than once; list each element once")
-        set_("species", species)
+        self._set("species", species)
+
+    def _check_sizes(self):
+        """The radial interval, n_radial, cores and l_max within LIMITS."""
         r_cut, r_min = _num(self.r_cut, "r_cut"), _num(self.r_min, "r_min")
         if r_cut <= 0 or r_cut > LIMITS["r_cut"]:
             raise SpecError(f"r_cut must be > 0 and <= {LIMITS['r_cut']:g} Å, got {r_cut}")
         if r_min < 0 or r_min >= r_cut:
             raise SpecError(f"r_min must satisfy 0 <= r_min < r_cut (= {r_cut} Å), got {r_min}")
-        set_("r_cut", r_cut)
-        set_("r_min", r_min)
+        self._set("r_cut", r_cut)
+        self._set("r_min", r_min)
         for k in ("n_radial", "cores"):
             v = _int(getattr(self, k), k)
             if v < 1 or v > LIMITS[k]:
                 raise SpecError(f"{k} must be between 1 and {LIMITS[k]}, got {v}")
-            set_(k, v)
+            self._set(k, v)
         l_max = _int(self.l_max, "l_max")
         if l_max < 0 or l_max > LIMITS["l_max"]:
             raise SpecError(f"l_max must be between 0 and {LIMITS['l_max']}, got {l_max}")
-        set_("l_max", l_max)
+        self._set("l_max", l_max)
+
+    def _check_choices(self):
+        """topology, repulsion and dtype among the known ones."""
         if self.topology not in TOPOLOGIES:
             raise SpecError(f"topology {self.topology!r} is unknown; available: {', '.join(TOPOLOGIES)}")
         if self.repulsion not in REPULSIONS:
             raise SpecError(f"repulsion {self.repulsion!r} is unknown; use one of {', '.join(REPULSIONS)}")
-        if self.repulsion == "zbl" and r_min <= 0:
+        if self.repulsion == "zbl" and self.r_min <= 0:
             raise SpecError("repulsion = 'zbl' acts below r_min, which is 0 here: set r_min (Å) to the start of "
                             "the fitted range, e.g. the training data's shortest distance")
         if self.dtype not in DTYPES:
             raise SpecError(f"dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+
+    def _check_network(self):
+        """The bonds, the output and the graph (Spec.graph) of the topology."""
         bonds = self.bonds
         if isinstance(bonds, (str, dict, Irreps)):
             bonds = (bonds,)
@@ -196,17 +218,20 @@ class Spec:
         if len(bonds) != self.cores - 1:
             raise SpecError(f"bonds: a {self.topology.replace('_', ' ')} of {self.cores} cores has {self.cores - 1} "
                             f"inner bonds, but {len(bonds)} were given")
-        set_("bonds", bonds)
+        self._set("bonds", bonds)
         output = Irreps.parse(self.output, "output")
         if any(r != 1 for _, r in output.terms) or len(output.terms) != 1:
             raise SpecError(f"output: expected one irrep of rank 1, '1x0' (an energy) or e.g. '1x1' (a vector), "
                             f"got '{output}'")
-        set_("output", output)
+        self._set("output", output)
         if self.repulsion != "none" and str(output) != SCALAR:
             raise SpecError(f"repulsion = '{self.repulsion}' is a pair energy; this spec's output is '{output}': "
                             f"set repulsion = 'none'")
-        set_("network", _network(self.network, self.topology, self.cores))
-        set_("_graph", self.network if self.topology == "network" else BUILDERS[self.topology](self.cores))
+        self._set("network", _network(self.network, self.topology, self.cores))
+        self._set("_graph", self.network if self.topology == "network" else BUILDERS[self.topology](self.cores))
+
+    def _check_compression(self):
+        """One K per core (or one for all), within the channel count, on cores with one feature input."""
         comp = self.compression
         if comp is None:
             comp = ()
@@ -215,22 +240,17 @@ class Spec:
         comp = tuple(_int(K, f"compression[{k}]") for k, K in enumerate(comp))
         if comp and len(comp) != self.cores:
             raise SpecError(f"compression: give one K per core ({self.cores}) or a single integer, got {list(comp)}")
-        C = self.n_radial * len(species)
+        C = self.n_radial * len(self.species)
         for k, K in enumerate(comp):
             if K < 0 or K > C + 1:
                 raise SpecError(f"compression[{k}] = {K}: K must be between 1 and the channel count "
                                 f"n_radial * n_species + 1 = {C + 1} (0 = no compression)")
-        for k, K in enumerate(comp):
             x, y = self._graph[k]
             if K and (x == FEATURES or y != FEATURES):
                 what = "couples the features with themselves (A, A)" if x == FEATURES else "has no feature input"
                 raise SpecError(f"compression[{k}] = {K}: core {k + 1} {what}; compression applies to cores with "
                                 f"one feature input: set it to 0")
-        if all(K == 0 for K in comp):
-            comp = ()
-        set_("compression", comp)
-        self._check_reachable()
-        set_("_hash", hashlib.sha256(self.canonical_json().encode()).hexdigest())
+        self._set("compression", () if all(K == 0 for K in comp) else comp)
 
     # -- derived sizes --------------------------------------------------------------------------
     @property

@@ -668,63 +668,22 @@ class Fitter:
     def run(self, on_sweep=None, on_polish=None) -> Potential:
         """Fit; stops after ``sweeps`` or when the validation loss stopped improving, then ``polish``
         Levenberg–Marquardt steps. Ctrl-C keeps the best model so far."""
-        from tqdm.auto import tqdm
-
         s = self.settings
         self._fit_e0()
         self._check_r_min()
         self._check_data()
-        start = tour(self.spec)[0]  # every other core orthonormal toward the first one solved
-        far = sorted(range(1, self.spec.cores + 1), key=lambda k: -len(path_between(self.spec, start, k)))
-        for k in far:
-            if k != start:
-                way = path_between(self.spec, k, start)
-                y = way[1]
-                if y in self.spec.graph[k - 1]:
-                    orthogonalize_input(self.spec, self.blocks, k, y)
-                else:
-                    orthogonalize_output(self.spec, self.blocks, k)
+        self._gauge_to_start()
         check = self.valid or self.train
         stale = 0
         try:
             for sweep in range(1, s.sweeps + 1):
-                direction = "right" if sweep % 2 == 1 else "left"
-                steps = self._steps(direction)
-                order = self._sweep(direction) + [self._sweep("left" if direction == "right" else "right")[0]]
-                # a bar updated by hand: it stays open for the validation loss after the last step
-                bar = tqdm(total=len(steps), desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
-                           leave=True, unit="step")
-                train_loss = None
-                for step in steps:
-                    bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
-                    bar.update(0)
-                    train_loss = self.solve(step)
-                    k = self._groups()[step].core
-                    if step.endswith(".U"):
-                        orthogonalize_U(self.spec, self.blocks, k)
-                    elif self.spec.cores > 1:  # on to the next core solved (in this sweep or the next)
-                        self._move_gauge(k, order[order.index(k) + 1])
-                    if self.comm.size > 1:  # rank 0's orthogonalised blocks everywhere: no drift between ranks
-                        self.spec, self.blocks = self.comm.bcast((self.spec, self.blocks))
-                    bar.update(1)
-                pot = self.potential()
-                val = self.loss(check, pot)
-                bar.set_postfix_str(f"train loss {train_loss:.4g} | {'validation' if self.valid else 'training'} "
-                                    f"loss {val:.4g}", refresh=True)
-                bar.close()
-                if self.history and train_loss > self.history[-1]["train_loss"] * (1 + 1e-6):
-                    self._warn(f"rise{sweep}", f"the training loss rose in sweep {sweep} ({self.history[-1]['train_loss']:.4g} "
-                                               f"-> {train_loss:.4g}): a weakly determined system; a larger regularization "
-                                               f"or fewer parameters may help")
-                self.history.append(dict(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
-                                 n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
-                                 seconds=time.perf_counter() - self._t0))
+                val = self._one_sweep(sweep, check)
                 if self.best is None or val < self.best[0] * (1 - s.tolerance):
                     stale = 0
                 else:
                     stale += 1
                 if self.best is None or val < self.best[0]:
-                    self.best = (val, pot)
+                    self.best = (val, self._last)
                 if on_sweep:
                     on_sweep(self.history[-1])
                 if stale >= s.patience:
@@ -741,19 +700,78 @@ class Fitter:
         else:
             self.interrupted = False
         if s.polish and not self.interrupted:
-            self.spec, self.blocks = self.best[1].spec, to_blocks(self.best[1])
-            try:
-                self.polish(s.polish, on_step=on_polish)
-            except KeyboardInterrupt:
-                self.interrupted = True
-            cand = self.potential()
-            val = self.loss(check, cand)
-            if val < self.best[0]:
-                self.best = (val, cand)
+            self._polish_best(check, on_polish)
+        return self._result()
+
+    def _gauge_to_start(self) -> None:
+        """Every core orthonormal toward the first one a sweep solves, the farthest first."""
+        start = tour(self.spec)[0]
+        far = sorted(range(1, self.spec.cores + 1), key=lambda k: -len(path_between(self.spec, start, k)))
+        for k in far:
+            if k != start:
+                y = path_between(self.spec, k, start)[1]
+                if y in self.spec.graph[k - 1]:
+                    orthogonalize_input(self.spec, self.blocks, k, y)
+                else:
+                    orthogonalize_output(self.spec, self.blocks, k)
+
+    def _one_sweep(self, sweep: int, check) -> float:
+        """Solve each group of one sweep in turn, moving the gauge on after each core; record the sweep in
+        ``history`` and return the validation (or training) loss."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        direction = "right" if sweep % 2 == 1 else "left"
+        steps = self._steps(direction)
+        order = self._sweep(direction) + [self._sweep("left" if direction == "right" else "right")[0]]
+        # a bar updated by hand: it stays open for the validation loss after the last step
+        bar = tqdm(total=len(steps), desc=f"sweep {sweep}/{s.sweeps} ({direction})", disable=not self.progress,
+                   leave=True, unit="step")
+        train_loss = None
+        for step in steps:
+            bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
+            bar.update(0)
+            train_loss = self.solve(step)
+            k = self._groups()[step].core
+            if step.endswith(".U"):
+                orthogonalize_U(self.spec, self.blocks, k)
+            elif self.spec.cores > 1:  # on to the next core solved (in this sweep or the next)
+                self._move_gauge(k, order[order.index(k) + 1])
+            if self.comm.size > 1:  # rank 0's orthogonalised blocks everywhere: no drift between ranks
+                self.spec, self.blocks = self.comm.bcast((self.spec, self.blocks))
+            bar.update(1)
+        self._last = pot = self.potential()
+        val = self.loss(check, pot)
+        bar.set_postfix_str(f"train loss {train_loss:.4g} | {'validation' if self.valid else 'training'} "
+                            f"loss {val:.4g}", refresh=True)
+        bar.close()
+        if self.history and train_loss > self.history[-1]["train_loss"] * (1 + 1e-6):
+            self._warn(f"rise{sweep}", f"the training loss rose in sweep {sweep} ({self.history[-1]['train_loss']:.4g} "
+                                       f"-> {train_loss:.4g}): a weakly determined system; a larger regularization "
+                                       f"or fewer parameters may help")
+        self.history.append(dict(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
+                                 n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
+                                 seconds=time.perf_counter() - self._t0))
+        return val
+
+    def _polish_best(self, check, on_polish) -> None:
+        """Levenberg–Marquardt from the best sweep; kept if it lowers the validation loss."""
+        self.spec, self.blocks = self.best[1].spec, to_blocks(self.best[1])
+        try:
+            self.polish(self.settings.polish, on_step=on_polish)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        cand = self.potential()
+        val = self.loss(check, cand)
+        if val < self.best[0]:
+            self.best = (val, cand)
+
+    def _result(self) -> Potential:
+        """The best model, with how the fit went in its metadata."""
         pot = self.best[1]
         self.best_sweep = next((h["sweep"] for h in self.history if h["valid_loss"] == self.best[0]), None)
-        pot.metadata.update({"fit": asdict(s), "reference_energies": self.reference, "fit_sweeps": len(self.history),
-                             "best_sweep": self.best_sweep, "stop_reason": self.stop_reason,
-                             "fit_seconds": round(time.perf_counter() - self._t0, 2),
+        pot.metadata.update({"fit": asdict(self.settings), "reference_energies": self.reference,
+                             "fit_sweeps": len(self.history), "best_sweep": self.best_sweep,
+                             "stop_reason": self.stop_reason, "fit_seconds": round(time.perf_counter() - self._t0, 2),
                              "valid_loss": self.best[0]})
         return pot
