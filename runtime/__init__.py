@@ -21,14 +21,14 @@ import importlib
 #: the rooms of the package and their modules, loaded on first attribute access
 ROOMS = {
     "io": ("neighbors", "modelfile", "dataset", "metrics", "report"),
-    "backends": ("reference", "design", "plan", "codegen", "build", "cbackend", "cdesign", "cuda"),
+    "backends": ("reference", "design", "plan", "codegen", "build", "cbackend", "cdesign", "cuda", "resolver"),
     "fitting": ("fit", "grade", "parallel"),
     "hosts": ("calculator", "lammps"),
     "workflows": ("train", "learn", "example"),
 }
 #: names of the curated namespace that live in a room: name -> (module, attribute)
 LAZY = {"Calculator": ("hosts.calculator", "Calculator"), "Fitter": ("fitting.fit", "Fitter"),
-        "FitSettings": ("fitting.fit", "FitSettings")}
+        "FitSettings": ("fitting.fit", "FitSettings"), "set_threads": ("backends.resolver", "set_threads")}
 MODULES = {"cli", "cost", "potential", "generator"}
 
 
@@ -59,4 +59,5 @@ def __getattr__(name):
 
 
 __all__ = ["Calculator", "ConfigurationError", "EtnError", "ExtrapolationWarning", "FitSettings", "Fitter", "Irreps",
-           "ModelFileError", "Potential", "Schedule", "Spec", "SpecError", "__version__", "catalogue", "schedule"]
+           "ModelFileError", "Potential", "Schedule", "Spec", "SpecError", "__version__", "catalogue", "schedule",
+           "set_threads"]

@@ -14,29 +14,6 @@ from .generator import Spec, cached_schedule
 from .io.neighbors import ConfigurationError, pairs
 
 
-def _backend(sched, name: str):
-    """A backend object with ``compute(params, pairs, gradients) -> (site energies, pair gradients)``."""
-    if name == "numpy":
-        from .backends.reference import NumpyBackend
-
-        return NumpyBackend(sched)
-    if name == "auto":
-        from .backends import cuda
-
-        name = "cuda" if cuda.available() else "c"
-    if name in ("c", "c-float32", "c-float64"):
-        from .backends.cbackend import CBackend
-
-        return CBackend(sched, None if name == "c" else name[2:])
-    if name in ("cuda", "cuda-float32", "cuda-float64"):
-        from .backends.cuda import CudaBackend
-
-        return CudaBackend(sched, None if name == "cuda" else name[5:])
-    raise ValueError(f"unknown backend {name!r}; available: 'c' (generated C, the default), "
-                     f"'c-float32', 'c-float64', 'cuda', 'cuda-float32', 'cuda-float64', 'auto' "
-                     f"(CUDA when a GPU, cupy and nvcc are present, else C), 'numpy' (reference)")
-
-
 class Potential:
     """An ETN potential: ``spec`` + flat ``params`` (layout: ``schedule.params``)."""
 
@@ -94,10 +71,11 @@ class Potential:
     # -- evaluation --------------------------------------------------------------------------------
     def _grade_rows(self, pr) -> np.ndarray:
         """Rows of extrapolation grades from the design-row kernels (backends without a fused pass)."""
-        from .backends.design import default_group, design_rows, species_columns
+        from .backends.design import default_group, species_columns
+        from .backends.resolver import design
 
         group = default_group(self.schedule)
-        X = design_rows(self.schedule, "numpy" if self.backend == "numpy" else "c").site_rows(self.params, [pr], group)
+        X = design(self.schedule, "numpy" if self.backend == "numpy" else "c").site_rows(self.params, [pr], group)
         cols = species_columns(self.schedule, group)
         return np.stack([X[i, cols[s]] for i, s in enumerate(pr.species)]) if len(X) else np.zeros((0, len(cols[0])))
 
@@ -114,7 +92,9 @@ class Potential:
 
     def _get_backend(self, name):
         if name not in self._backends:
-            self._backends[name] = _backend(self.schedule, name)
+            from .backends.resolver import evaluation
+
+            self._backends[name] = evaluation(self.schedule, name)
         return self._backends[name]
 
     def evaluate(self, atoms, forces: bool = True, stress: bool = True, backend: str | None = None,

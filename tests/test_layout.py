@@ -73,3 +73,36 @@ def test_every_room_is_reachable_after_import_etn():
     assert r.stdout.strip() == "ok", r.stderr
     rooms = {p.name for p in RUNTIME.iterdir() if (p / "__init__.py").is_file()}
     assert rooms == set(etn.ROOMS) | {"catalogue", "data"}
+
+
+def test_one_resolver_and_one_thread_setting():
+    """Backend names resolve in one place for evaluation and design rows; etn.set_threads reaches every
+    library already loaded and those loaded later, and refuses nonsense."""
+    import pytest
+
+    from etn.backends import resolver
+
+    class Library:
+        def __init__(self):
+            self.calls = []
+
+        def set_num_threads(self, n):
+            self.calls.append(n)
+            return n
+
+    sched = etn.schedule(etn.catalogue.load("tiny"))
+    before = resolver.threads()
+    try:
+        early = resolver._threaded(Library())
+        etn.set_threads(3)
+        late = resolver._threaded(Library())
+        assert early.calls == [3] and late.calls == [3] and resolver.threads() == 3
+        assert type(resolver.evaluation(sched, "numpy")).__name__ == "NumpyBackend"
+        assert type(resolver.design(sched, "numpy")).__name__ == "DesignReference"
+        assert type(resolver.design(sched, "c-float32")).__name__ == "CDesign"  # design rows are float64 C
+        with pytest.raises(ValueError, match="unknown backend 'fpga'"):
+            resolver.evaluation(sched, "fpga")
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            etn.set_threads(0)
+    finally:
+        etn.set_threads(before)

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     log(f"GPU check ({'rehearsal: C stands in for CUDA' if a.rehearse else env.get('gpu')}); etn cache {os.environ['ETN_CACHE_DIR']}")
     ref = np.load(ROOT / ".gpu_ref" / "ref.npz")
     if a.rehearse:
-        from etn.backends.design import design_rows as _design
+        from etn.backends.resolver import design as _design
 
         backend_of = lambda dtype: f"c-{dtype}"  # noqa: E731
         design_of = lambda spec: _design(__import__("etn").schedule(spec), "c")  # noqa: E731

@@ -73,7 +73,7 @@ def cells(species, seed: int):
 
 def references(specs, out: Path) -> None:
     import etn
-    from etn.backends.design import design_rows as _design
+    from etn.backends.resolver import design as _design
     from etn.io.neighbors import pairs
 
     data = {}

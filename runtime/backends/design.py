@@ -20,7 +20,6 @@ it, and the generated row kernels are tested against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -75,35 +74,6 @@ def species_columns(sched, group) -> list[np.ndarray] | None:
             cols[s].append(np.arange(start + s * per, start + (s + 1) * per))
         start += b.size
     return [np.concatenate(c) for c in cols]
-
-
-@lru_cache(maxsize=8)
-def _rows_of(spec, implementation: str):
-    from ..generator import cached_schedule
-
-    if implementation == "numpy":
-        return DesignReference(cached_schedule(spec))
-    if implementation == "cuda":
-        from .cuda import CudaDesign
-
-        return CudaDesign(cached_schedule(spec))
-    from .cdesign import CDesign
-
-    return CDesign(cached_schedule(spec))
-
-
-def design_rows(sched, backend: str = "c", threads: int | None = None):
-    """The design rows with ``backend`` (one object per spec and implementation, kept): the numpy
-    reference (``numpy``), the generated CUDA kernels (``cuda*``, or ``auto`` where a GPU is usable) or
-    the generated C kernels (otherwise)."""
-    if backend == "auto":
-        from .cuda import available
-
-        backend = "cuda" if available() else "c"
-    rows = _rows_of(sched.spec, "numpy" if backend == "numpy" else "cuda" if backend.startswith("cuda") else "c")
-    if threads and hasattr(rows, "set_num_threads"):
-        rows.set_num_threads(threads)
-    return rows
 
 
 def segment_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..backends.design import design_rows
+from ..backends.resolver import design, set_threads
 from ..generator import Spec
 from ..generator.errors import EtnError
 from ..generator.spec import Irreps
@@ -81,7 +81,9 @@ class FitSettings:
             raise FitError(f"threads must be an integer >= 1 (0 in fit.toml: all cores), not {self.threads!r}")
         if not isinstance(self.init_scale, (int, float)) or not math.isfinite(self.init_scale) or self.init_scale <= 0:
             raise FitError(f"init_scale must be a finite number > 0, not {self.init_scale!r}")
-        if not isinstance(self.backend, str) or self.backend.split("-")[0] not in ("c", "cuda", "auto", "numpy"):
+        from ..backends.resolver import EVALUATION
+
+        if self.backend not in EVALUATION:
             raise FitError(f"backend must be 'c', 'cuda', 'auto' or 'numpy' (with -float32/-float64 for c and cuda), "
                            f"not {self.backend!r}")
         ref = self.reference_energies
@@ -330,10 +332,7 @@ class Fitter:
         return from_blocks(self.spec, self.blocks)
 
     def potential(self) -> Potential:
-        pot = Potential(self.spec, self.params, backend=self.settings.backend)
-        if self.settings.threads and self.settings.backend in ("c", "c-float32", "c-float64"):
-            pot._get_backend(self.settings.backend).set_num_threads(self.settings.threads)
-        return pot
+        return Potential(self.spec, self.params, backend=self.settings.backend)
 
     def _pairs(self, f):
         if f.pairs is None:
@@ -354,7 +353,7 @@ class Fitter:
         gs = [self._groups()[x] for x in ([group_name] if isinstance(group_name, str) else group_name)]
         n = self.spec.n_species + sum(g.size for g in gs)
         XtX, Xty, yty = np.zeros((n, n)), np.zeros(n), 0.0
-        rows = design_rows(sched, self.settings.backend, self.settings.threads)
+        rows = design(sched, self.settings.backend)
         params = self.params
         batch, size = [], 0
         for f in frames:
@@ -669,6 +668,8 @@ class Fitter:
         """Fit; stops after ``sweeps`` or when the validation loss stopped improving, then ``polish``
         Levenberg–Marquardt steps. Ctrl-C keeps the best model so far."""
         s = self.settings
+        if s.threads:
+            set_threads(s.threads)  # the kernels' OpenMP threads and BLAS (etn.backends.resolver)
         self._fit_e0()
         self._check_r_min()
         self._check_data()

@@ -284,9 +284,9 @@ class Grader:
     @property
     def rows_of(self):
         """The design-row kernels (built on first use: grading through the fused pass needs none)."""
-        from ..backends.design import design_rows
+        from ..backends.resolver import design
 
-        return design_rows(self.pot.schedule, self.backend)
+        return design(self.pot.schedule, self.backend)
 
     def rows(self, pairs_list) -> np.ndarray:
         """Per-atom rows (ΣN × n) of the group for a list of :class:`~etn.io.neighbors.Pairs`."""

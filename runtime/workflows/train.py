@@ -53,6 +53,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..io import dataset, metrics
+from ..backends.resolver import set_threads
 from ..fitting.fit import FitError, FitSettings, Fitter
 
 _KEYS = {"model": {"spec", "init"},
@@ -164,18 +165,6 @@ def _check_writable(out: Path) -> None:
                        f"writable folder") from None
 
 
-def set_threads(n: int | None) -> None:
-    """Cap BLAS threads at ``n`` when threadpoolctl is installed (the fitter sets the kernels' OpenMP threads)."""
-    if not n:
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-
-
 def fit_config(path, progress: bool = True, log=print):
     """Run the fit that ``path`` describes; returns (potential, report dict). Under ``mpiexec -n N`` the
     ranks share the work (etn.fitting.parallel) and rank 0 alone writes and reports; the others return (pot, None)."""
@@ -191,7 +180,8 @@ def fit_config(path, progress: bool = True, log=print):
     spec, s = cfg["spec"], cfg["settings"]
     if comm.size > 1 and not s.threads:  # share the node's cores between its ranks
         s = replace(s, threads=max(1, (os.cpu_count() or 1) // comm.local_size))
-    set_threads(s.threads)
+    if s.threads:
+        set_threads(s.threads)
     need = ("energy", "forces") if s.force_weight > 0 else ("energy",)
     keys = cfg["keys"]
     train = dataset.read(cfg["train"], spec.species, need=need, missing=cfg["missing"], keys=keys)
