@@ -462,7 +462,9 @@ def _network(network, topology: str, n: int) -> tuple:
                 taken[v] = k
         if ins[1] == 0:
             raise SpecError(f"network[{k - 1}]: the constant goes first, [0, \"A\"]; got {list(ins)}")
-        graph.append(tuple(ins))
+        x, y = ins
+        # a bond and the features couple the same either way round: the bond goes first (as in a chain)
+        graph.append((y, x) if x == FEATURES and y != FEATURES else (x, y))
     unused = sorted(set(range(1, n)) - set(taken))
     if unused:
         raise SpecError(f"network: bond(s) {unused} feed no core; every core but the last must feed a later one")

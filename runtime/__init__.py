@@ -29,7 +29,7 @@ ROOMS = {
 #: names of the curated namespace that live in a room: name -> (module, attribute)
 LAZY = {"Calculator": ("hosts.calculator", "Calculator"), "Fitter": ("fitting.fit", "Fitter"),
         "FitSettings": ("fitting.fit", "FitSettings"), "set_threads": ("backends.resolver", "set_threads")}
-MODULES = {"cli", "cost", "potential", "generator"}
+MODULES = {"cli", "cost", "potential", "generator", "data"}
 
 
 def lazy_modules(package: str, names) -> callable:
@@ -56,6 +56,10 @@ def __getattr__(name):
     if name in ROOMS or name in MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'etn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY) | set(ROOMS) | MODULES | {"data"})
 
 
 __all__ = ["Calculator", "ConfigurationError", "EtnError", "ExtrapolationWarning", "FitSettings", "Fitter", "Irreps",

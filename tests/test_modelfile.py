@@ -73,7 +73,7 @@ def test_the_generated_reader_agrees_with_python(saved, tmp_path):
     out, msg = np.zeros(pot.schedule.n_params), ffi.new("char[512]")
 
     def read(p):
-        out[:] = 0
+        out[:] = 7.0  # a failed read leaves the caller's array as it was
         return C.etn_read_model(str(p).encode(), ffi.cast("double *", ffi.from_buffer(out)), msg, 512), \
             ffi.string(msg).decode()
 
@@ -92,7 +92,7 @@ def test_the_generated_reader_agrees_with_python(saved, tmp_path):
         bad = tmp_path / f"{name}.etn"
         bad.write_text(body)
         rc, text_ = read(bad)
-        assert rc == C.ETN_BAD_FILE and message in text_, (name, text_)
+        assert rc == C.ETN_BAD_FILE and message in text_ and np.all(out == 7.0), (name, text_)
         if name != "other":  # a sound file of another spec: Python reads it as that spec's model
             with pytest.raises(ModelFileError):
                 Potential.load(bad)

@@ -114,6 +114,9 @@ def test_topologies_are_graphs():
     net = make(topology="network", network=[["A", "A"], ["A", "A"], [1, 2]], bonds=["2x0 + 1x1"] * 2)
     assert net.graph == (("A", "A"), ("A", "A"), (1, 2)) and net.degree == 4
     assert Spec.from_toml(net.to_toml()) == net and Spec.from_toml(net.to_toml()).hash == net.hash
+    # the features and a bond couple the same either way round: written [A, j], stored [j, A]
+    swapped = make(topology="network", network=[[0, "A"], ["A", 1], ["A", 2]], bonds=["2x0 + 1x1"] * 2)
+    assert swapped.graph == ((0, "A"), (1, "A"), (2, "A")) and swapped.to_dict()["network"][1] == [1, "A"]
     vec = make(output="1x1", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"])
     assert not vec.is_energy and str(vec.bond(3)) == "1x1" and Spec.from_toml(vec.to_toml()) == vec
 

@@ -65,7 +65,7 @@ int etn_sha256_hex(const char *text, size_t len, char *hex) {
         h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
     }
     free(m);
-    for (int t = 0; t < 8; t++) snprintf(hex + 8 * t, 9, "%08x", h[t]);
+    for (int t = 0; t < 8; t++) snprintf(hex + 8 * t, 9, "%08x", (unsigned)h[t]);
     return ETN_OK;
 }
 
@@ -148,28 +148,40 @@ int etn_read_model(const char *path, double *params, char *message, int size) {
         why = "%s: its parameter count is not the spec's (237)%s";
         goto out;
     }
+    double *values = malloc(sizeof(double) * (ETN_N_PARAMS > 0 ? ETN_N_PARAMS : 1));  /* params untouched on failure */
+    if (!values) {
+        code = ETN_NO_MEMORY;
+        why = "out of memory reading %s%s";
+        goto out;
+    }
     for (long k = 0; k < n; k++) {
         if (!line || !*line) {
+            free(values);
             why = "%s is truncated (fewer parameters than its header says)%s";
             goto out;
         }
         next = strchr(line, '\n');
         if (next) *next++ = 0;
         char *stop = NULL;
-        const double v = strtod(line, &stop);
+        const double v = strtod(line, &stop);  /* the C locale's decimal point, as the file is written */
+        while (*stop == ' ' || *stop == '\t' || *stop == '\r') stop++;  /* as Python's float() */
         if (stop == line || *stop || !isfinite(v) || fabs(v) > 1e+100) {
             fail(message, size, code, "%s has a bad parameter '%s' (not a finite decimal number within 1e+100)",
                  path, line);
+            free(values);
             free(text);
             return code;
         }
-        params[k] = v;
+        values[k] = v;
         line = next;
     }
     if (line && *line) {
+        free(values);
         why = "%s has more parameters than its header says%s";
         goto out;
     }
+    memcpy(params, values, sizeof(double) * ETN_N_PARAMS);
+    free(values);
     code = ETN_OK;
 out:
     if (why) fail(message, size, code, why, path, NULL);

@@ -10,20 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from .build import build
-from .codegen import check_status, render
+from .codegen import Library, render
 
 
-class CBackend:
+class CBackend(Library):
     def __init__(self, sched, dtype: str | None = None):
         self.sched = sched
         self.dtype = dtype or sched.spec.dtype
         self.np_dtype = np.float32 if self.dtype == "float32" else np.float64
         self.module = build(render(sched, self.dtype))
-        self.ffi, self.lib = self.module.ffi, self.module.lib
+        super().__init__(self.module.ffi, self.module.lib)
         assert self.lib.etn_n_params() == sched.n_params
-
-    def _ptr(self, ctype, arr):
-        return self.ffi.cast(ctype, self.ffi.from_buffer(arr))
 
     def set_num_threads(self, n: int) -> int:
         return self.lib.etn_set_num_threads(n)
@@ -34,11 +31,10 @@ class CBackend:
         p = np.ascontiguousarray(params, dtype=self.np_dtype)
         energies = np.zeros(N, dtype=self.np_dtype)
         grad = np.empty((len(csr.r), 3), dtype=self.np_dtype)  # etn_compute writes every row
-        rc = self.lib.etn_compute(
-            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
-            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
-            self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
-        check_status(rc, f"etn_compute ({N} atoms)")
+        self.call("etn_compute",
+            self.ptr("etn_real *", p), N, self.ptr("int *", csr.species), self.ptr("long long *", csr.first),
+            self.ptr("int *", csr.tj), self.ptr("etn_real *", csr.r), self.ptr("etn_real *", energies),
+            self.ptr("etn_real *", grad) if gradients else self.ffi.NULL, what=f"etn_compute ({N} atoms)")
         return energies.astype(np.float64), (csr.unsort(grad) if gradients else None)
 
     def output(self, params, pairs) -> np.ndarray:
@@ -47,15 +43,15 @@ class CBackend:
         csr = PairsCSR(pairs, self.np_dtype)
         p = np.ascontiguousarray(params, dtype=self.np_dtype)
         out = np.zeros(N * n_out, dtype=self.np_dtype)
-        rc = self.lib.etn_compute(
-            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
-            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", out), self.ffi.NULL)
-        check_status(rc, f"etn_compute ({N} atoms)")
+        self.call("etn_compute",
+            self.ptr("etn_real *", p), N, self.ptr("int *", csr.species), self.ptr("long long *", csr.first),
+            self.ptr("int *", csr.tj), self.ptr("etn_real *", csr.r), self.ptr("etn_real *", out), self.ffi.NULL,
+            what=f"etn_compute ({N} atoms)")
         return out.astype(np.float64).reshape(N, n_out)
 
     def compute_graded(self, params, pairs, rows: bool = True, active=None):
         """``compute`` with gradients and, from the same pass, each atom's row of extrapolation grades
-        (N × etn_grade_row_size: dV_i/dg of core 1's block for its species, :mod:`etn.fitting.grade`) if ``rows``,
+        (N × etn_grade_row_size: dV_i/dg of the species-specific core's block for its species, :mod:`etn.fitting.grade`) if ``rows``,
         and its grade γ if ``active`` = (M, rank) (:meth:`etn.fitting.grade.ActiveSet.kernel_blocks`).
         Returns (energies, per-pair gradients, rows or None, γ or None)."""
         N = pairs.n_atoms
@@ -68,14 +64,14 @@ class CBackend:
             M = np.ascontiguousarray(active[0], dtype=self.np_dtype)
             rank = np.ascontiguousarray(active[1], dtype=np.int32)
             gamma = np.empty(max(N, 1), dtype=self.np_dtype)
-        rc = self.lib.etn_compute_graded(
-            self._ptr("etn_real *", p), N, self._ptr("int *", csr.species), self._ptr("long long *", csr.first),
-            self._ptr("int *", csr.tj), self._ptr("etn_real *", csr.r), self._ptr("etn_real *", energies),
-            self._ptr("etn_real *", grad), self._ptr("etn_real *", R) if rows else self.ffi.NULL,
-            self._ptr("etn_real *", M) if active is not None else self.ffi.NULL,
-            self._ptr("int *", rank) if active is not None else self.ffi.NULL,
-            self._ptr("etn_real *", gamma) if active is not None else self.ffi.NULL)
-        check_status(rc, f"etn_compute_graded ({N} atoms)")
+        self.call("etn_compute_graded",
+            self.ptr("etn_real *", p), N, self.ptr("int *", csr.species), self.ptr("long long *", csr.first),
+            self.ptr("int *", csr.tj), self.ptr("etn_real *", csr.r), self.ptr("etn_real *", energies),
+            self.ptr("etn_real *", grad), self.ptr("etn_real *", R) if rows else self.ffi.NULL,
+            self.ptr("etn_real *", M) if active is not None else self.ffi.NULL,
+            self.ptr("int *", rank) if active is not None else self.ffi.NULL,
+            self.ptr("etn_real *", gamma) if active is not None else self.ffi.NULL,
+            what=f"etn_compute_graded ({N} atoms)")
         return (energies.astype(np.float64), csr.unsort(grad), R[:N].astype(np.float64) if rows else None,
                 gamma[:N].astype(np.float64) if active is not None else None)
 
@@ -87,9 +83,9 @@ class CBackend:
         i, j = (np.ascontiguousarray(a, dtype=np.int32) for a in (pairs.i, pairs.j))
         r, g = (np.ascontiguousarray(a, dtype=np.float64) for a in (pairs.r, grad))
         F, V = np.empty((pairs.n_atoms, 3)), np.empty((3, 3))
-        self.lib.etn_forces_virial(pairs.n_atoms, len(i), self._ptr("int *", i), self._ptr("int *", j),
-                                   self._ptr("etn_real *", r), self._ptr("etn_real *", g),
-                                   self._ptr("etn_real *", F), self._ptr("etn_real *", V))
+        self.lib.etn_forces_virial(pairs.n_atoms, len(i), self.ptr("int *", i), self.ptr("int *", j),
+                                   self.ptr("etn_real *", r), self.ptr("etn_real *", g),
+                                   self.ptr("etn_real *", F), self.ptr("etn_real *", V))
         return F, -V  # etn_forces_virial gives the virial, -W
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .build import build
-from .codegen import check_status, render_design
+from .codegen import Library, render_design
 
 
 @dataclass
@@ -55,19 +55,16 @@ class Batch:
                    np.ascontiguousarray(np.concatenate(r + [np.zeros((1, 3))]), dtype=np.float64))
 
 
-class CDesign:
+class CDesign(Library):
     def __init__(self, sched):
         self.sched = sched
         self.module = build(render_design(sched))
-        self.ffi, self.lib = self.module.ffi, self.module.lib
+        super().__init__(self.module.ffi, self.module.lib)
         self.group_ids = {self.ffi.string(self.lib.etn_design_group_name(g)).decode(): g
                           for g in range(self.lib.etn_design_n_groups())}
 
     def set_num_threads(self, n: int) -> int:
         return self.lib.etn_design_set_num_threads(n)
-
-    def _ptr(self, ctype, arr):
-        return self.ffi.cast(ctype, self.ffi.from_buffer(arr))
 
     def batch(self, params, pairs_list, group, gradients: bool = True):
         g = self.group_ids[group if isinstance(group, str) else group.name]
@@ -77,12 +74,11 @@ class CDesign:
         F = np.zeros((b.n_atoms if gradients else 1, 3, n))
         W = np.empty((b.n_configs, 3, 3, n))
         params = np.ascontiguousarray(params, dtype=np.float64)
-        rc = self.lib.etn_design_rows(
-            g, self._ptr("double *", params), b.n_configs, self._ptr("long long *", b.config_first),
-            self._ptr("int *", b.species), self._ptr("long long *", b.first), self._ptr("int *", b.tj),
-            self._ptr("long long *", b.nb), self._ptr("double *", b.r), int(gradients),
-            self._ptr("double *", E), self._ptr("double *", F), self._ptr("double *", W))
-        check_status(rc, "etn_design_rows")
+        self.call("etn_design_rows",
+            g, self.ptr("double *", params), b.n_configs, self.ptr("long long *", b.config_first),
+            self.ptr("int *", b.species), self.ptr("long long *", b.first), self.ptr("int *", b.tj),
+            self.ptr("long long *", b.nb), self.ptr("double *", b.r), int(gradients),
+            self.ptr("double *", E), self.ptr("double *", F), self.ptr("double *", W), what="etn_design_rows")
         return E, (F if gradients else np.zeros((b.n_atoms, 3, n))), W
 
     def site_rows(self, params, pairs_list, group) -> np.ndarray:
@@ -92,9 +88,8 @@ class CDesign:
         b = Batch.of(pairs_list)
         E = np.empty((max(b.n_atoms, 1), n))
         params = np.ascontiguousarray(params, dtype=np.float64)
-        rc = self.lib.etn_design_site_rows(
-            g, self._ptr("double *", params), b.n_atoms, self._ptr("int *", b.species),
-            self._ptr("long long *", b.first), self._ptr("int *", b.tj), self._ptr("double *", b.r),
-            self._ptr("double *", E))
-        check_status(rc, "etn_design_site_rows")
+        self.call("etn_design_site_rows",
+            g, self.ptr("double *", params), b.n_atoms, self.ptr("int *", b.species),
+            self.ptr("long long *", b.first), self.ptr("int *", b.tj), self.ptr("double *", b.r),
+            self.ptr("double *", E), what="etn_design_site_rows")
         return E[:b.n_atoms]

@@ -39,6 +39,32 @@ def check_status(rc: int, what: str) -> None:
     raise (MemoryError if rc == -2 else ValueError)(f"{what}: {message}")
 
 
+class Library:
+    """One generated library loaded through cffi (C or CUDA, evaluation or design rows): pointers to host
+    (numpy) or device (cupy) arrays, and every call's return code checked against ``STATUS`` (a CUDA
+    library's codes > 0 are CUDA errors, named by its ``error_string`` function and raised as ``error``)."""
+
+    error_string: str | None = None
+    error: type = RuntimeError
+
+    def __init__(self, ffi, lib):
+        self.ffi, self.lib = ffi, lib
+
+    def ptr(self, ctype: str, arr):
+        """``arr`` as a C pointer of ``ctype``: None → NULL, a cupy array → its device pointer."""
+        if arr is None:
+            return self.ffi.NULL
+        device = getattr(getattr(arr, "data", None), "ptr", None)
+        return self.ffi.cast(ctype, device if device is not None else self.ffi.from_buffer(arr))
+
+    def call(self, name: str, *args, what: str = "") -> None:
+        rc = getattr(self.lib, name)(*args)
+        if rc > 0 and self.error_string:
+            raise self.error(f"{what or name} failed on the GPU: "
+                             f"{self.ffi.string(getattr(self.lib, self.error_string)(rc)).decode()}")
+        check_status(rc, what or name)
+
+
 @dataclass(frozen=True)
 class Source:
     header: str

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import _verified, cache_dir, publish, work_folder
-from .codegen import Source, check_status, render_cuda
+from .codegen import Library, Source, render_cuda
 from ..generator.errors import EtnError
 
 CUDA_CACHE_VERSION = 1
@@ -127,7 +127,9 @@ def available() -> bool:
         return False
 
 
-class CudaBackend:
+class CudaBackend(Library):
+    error_string, error = "etn_cuda_error_string", CudaError
+
     def __init__(self, sched, dtype: str | None = None):
         self.cp = _cupy()
         self.sched = sched
@@ -141,9 +143,6 @@ class CudaBackend:
         self.ffi.cdef(source.header)
         self.lib = self.ffi.dlopen(str(build(source, self.arch)))
         assert self.lib.etn_cuda_n_params() == sched.n_params
-
-    def _ptr(self, ctype, arr):
-        return self.ffi.cast(ctype, arr.data.ptr)
 
     def compute(self, params, pairs, gradients: bool = True):
         from .cbackend import PairsCSR
@@ -160,18 +159,18 @@ class CudaBackend:
                                                first=csr.first, tj=csr.tj, r=csr.r).items()}
         energies = cp.zeros(max(N, 1), dtype=self.np_dtype)
         grad = cp.zeros((len(csr.r), 3), dtype=self.np_dtype)
-        rc = self.lib.etn_cuda_compute(
-            self._ptr("etn_real *", d["params"]), N, self._ptr("int *", d["species"]),
-            self._ptr("long long *", d["first"]), self._ptr("int *", d["tj"]), self._ptr("etn_real *", d["r"]),
-            self._ptr("etn_real *", energies), self._ptr("etn_real *", grad) if gradients else self.ffi.NULL)
-        if rc > 0:
-            raise CudaError(f"the CUDA kernel failed: {self.ffi.string(self.lib.etn_cuda_error_string(rc)).decode()}")
-        check_status(rc, "etn_cuda_compute")
+        self.call("etn_cuda_compute",
+            self.ptr("etn_real *", d["params"]), N, self.ptr("int *", d["species"]),
+            self.ptr("long long *", d["first"]), self.ptr("int *", d["tj"]), self.ptr("etn_real *", d["r"]),
+            self.ptr("etn_real *", energies), self.ptr("etn_real *", grad) if gradients else self.ffi.NULL,
+            what=f"the CUDA kernel ({N} atoms)")
         e = cp.asnumpy(energies)[:N].astype(np.float64)
         return e, (csr.unsort(cp.asnumpy(grad)) if gradients else None)
 
 
-class CudaDesign:
+class CudaDesign(Library):
+    error_string, error = "etn_cuda_design_error_string", CudaError
+
     """The design rows of :class:`etn.backends.cdesign.CDesign` computed on the GPU (``templates/design.cu.j2``);
     inputs go up and the rows come back as numpy arrays, for the fitter's normal equations."""
 
@@ -208,14 +207,11 @@ class CudaDesign:
         F = cp.empty((max(b.n_atoms, 1) if gradients else 1, 3, n))
         W = cp.empty((max(b.n_configs, 1), 3, 3, n))
         scratch = cp.empty((max(b.n_atoms, 1), n))
-        p = lambda ctype, a: self.ffi.cast(ctype, a.data.ptr)  # noqa: E731
-        rc = self.lib.etn_cuda_design_rows(
+        p = self.ptr
+        self.call("etn_cuda_design_rows",
             g, p("double *", d["params"]), b.n_configs, b.n_atoms, p("int *", d["atom_config"]),
             p("long long *", d["config_first"]), p("int *", d["species"]), p("long long *", d["first"]),
             p("int *", d["tj"]), p("long long *", d["nb"]), p("double *", d["r"]), int(gradients),
-            p("double *", E), p("double *", F), p("double *", W), p("double *", scratch))
-        if rc > 0:
-            raise CudaError(f"the CUDA row kernels failed: {self.ffi.string(self.lib.etn_cuda_design_error_string(rc)).decode()}")
-        check_status(rc, "etn_cuda_design_rows")
+            p("double *", E), p("double *", F), p("double *", W), p("double *", scratch), what="the CUDA row kernels")
         F = cp.asnumpy(F)[:b.n_atoms] if gradients else np.zeros((b.n_atoms, 3, n))
         return cp.asnumpy(E)[:b.n_configs], F, cp.asnumpy(W)[:b.n_configs]

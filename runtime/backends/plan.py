@@ -179,7 +179,8 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
     if kernel == "design":
         out = replace(out, **_design_groups(sched, out))
     if folded:
-        out = replace(out, grade=_grade_rows(sched, out), stack=stack_bytes(sched, out))
+        out = replace(out, grade=_grade_rows(sched, out))
+        out = replace(out, stack=stack_bytes(sched, out))
         if out.stack > STACK_LIMIT:
             from ..generator import SpecError
 
@@ -195,8 +196,9 @@ def stack_bytes(sched: Schedule, p: Plan) -> int:
     one vector (VECTOR_BYTES) per number."""
     b = sched.buffers
     pairs_of_A = sum(c.inputs == (FEATURES, FEATURES) for c in sched.cores)  # each A x A core's second adjoint
+    grade = 2 * p.grade["size"] + p.grade["n_b"] if p.grade else 0  # R, the coefficients c, and B = U^T A
     numbers = (2 * b["features"] + 2 * b["compressed_features"] + 2 * b["h_total"] + 2 * b["path_temp"]
-               + pairs_of_A * b["features"] + sum(c.xc_size for c in p.cores))
+               + pairs_of_A * b["features"] + sum(c.xc_size for c in p.cores) + grade)
     return numbers * VECTOR_BYTES
 
 
@@ -221,8 +223,7 @@ def _grade_rows(sched: Schedule, p: Plan) -> dict:
         paths.append(dict(L_in=q.L_in, l=q.l, L_out=q.L_out, r_in=q.r_in, n_c=q.n_c, r_out=q.r_out, cg=q.cg, off=off,
                           h_off=h_off, f_off=f_off, rho_off=bond_off[q.L_out]))
         off += q.r_in * q.n_c * q.r_out
-    return dict(k=core.k, K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"], h=cp.x,
-                B="Bg" if K else (cp.y if not cp.K else f"B{core.k}"))
+    return dict(k=core.k, K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"], h=cp.x, B="Bg" if K else cp.y)
 
 
 def _design_groups(sched: Schedule, p: Plan) -> dict:

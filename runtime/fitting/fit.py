@@ -155,6 +155,8 @@ def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0
     """
     sched = cached_schedule(spec)
     core, nxt = sched.cores[k - 1], consumer(sched, k)
+    if nxt is None:
+        raise ValueError(f"core {k} forms the output bond: no core takes it, so the gauge cannot move on from it")
     leg = _leg(nxt, k)
     for t in sched.bonds[k]["terms"]:
         L, r = t["L"], t["rank"]
@@ -277,8 +279,7 @@ def solve_normal(XtX: np.ndarray, Xty: np.ndarray, reg: float, ridge: str = "sca
     w = np.where(keep, w, 1.0)
     x = V @ np.where(keep, (V.T @ b) / (w + lam), 0.0) if lam > 0 or ridge == "uniform" and reg > 0 else \
         V @ np.where(keep & (w > 1e-14 * top), (V.T @ b) / w, 0)
-    w = np.where(keep, w, 0.0)
-    cond = top / max(w[0] + lam, 1e-300)
+    cond = top / max(float(w[keep].min()) + lam, 1e-300) if keep.any() else float("inf")  # over the resolved ones
     return x / d, cond
 
 
