@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..generator.spec import FEATURES
-from .reference import NumpyBackend
+from .reference import NumpyBackend, adjoint_weights
 
 #: Pairs per chunk of tangents (3 per pair): bounds the memory of the force rows of one configuration.
 PAIR_CHUNK = 1024
@@ -97,137 +97,25 @@ class DesignReference:
         self.nb = NumpyBackend(sched)
         self.groups = groups(sched)
 
-    # -- contractions shared by the model and its tangents -----------------------------------------
-    def _g(self, params, core, p):
-        b = self.sched.block(p.param)
-        return params[b.offset:b.offset + b.size].reshape(b.shape)
-
-    def _U(self, params, core, l):
-        b = self.sched.block(core.compress[l])
-        return params[b.offset:b.offset + b.size].reshape(b.shape)
-
-    # The contractions are written as (batched) matrix products: numpy's einsum falls back to slow
-    # loops for products that share the batch index n. ``g`` is (r_in, n_c, r_out) or, for a
-    # species-specific core, selected per row by ``s``.
-    @staticmethod
-    def _hcg(cg, h):
-        """X[n, i, O, m] = Σ_I h[n, i, I] cg[O, I, m]."""
-        O, I, m = cg.shape
-        n, ri, _ = h.shape
-        return (h.reshape(n * ri, I) @ cg.transpose(1, 0, 2).reshape(I, O * m)).reshape(n, ri, O, m)
-
-    @staticmethod
-    def _rhog(rho, g, s):
-        """Y[n, O, i, c] = Σ_o ρ[n, o, O] g[i, c, o]."""
-        n, ro, O = rho.shape
-        ri, nc = g.shape[-3], g.shape[-2]
-        rt = rho.transpose(0, 2, 1)
-        if s is None:
-            return (rt.reshape(n * O, ro) @ g.reshape(ri * nc, ro).T).reshape(n, O, ri, nc)
-        return (rt @ g[s].reshape(n, ri * nc, ro).transpose(0, 2, 1)).reshape(n, O, ri, nc)
-
-    @classmethod
-    def _fwd(cls, cg, h, B, g, s):
-        """Σ CG h B g -> (n, r_out, 2L_out + 1)."""
-        n, ri = h.shape[:2]
-        O, nc, ro = cg.shape[0], g.shape[-2], g.shape[-1]
-        X = cls._hcg(cg, h).reshape(n, ri * O, -1)
-        T = (X @ B.transpose(0, 2, 1)).reshape(n, ri, O, nc).transpose(0, 2, 1, 3)  # (n, O, i, c)
-        if s is None:
-            out = T.reshape(n * O, ri * nc) @ g.reshape(ri * nc, ro)
-        else:
-            out = T.reshape(n, O, ri * nc) @ g[s].reshape(n, ri * nc, ro)
-        return out.reshape(n, O, ro).transpose(0, 2, 1)
-
-    @classmethod
-    def _bwd(cls, cg, rho, B, g, s):
-        """Σ CG ρ B g -> (n, r_in, 2L_in + 1): the right environment one bond to the left."""
-        n, O = rho.shape[0], rho.shape[2]
-        ri, nc = g.shape[-3], g.shape[-2]
-        I = cg.shape[1]
-        Y = cls._rhog(rho, g, s).reshape(n, O * ri, nc)
-        Z = (Y @ B).reshape(n, O, ri, -1).transpose(0, 2, 1, 3)  # (n, i, O, m)
-        return (Z.reshape(n * ri, -1) @ cg.transpose(0, 2, 1).reshape(-1, I)).reshape(n, ri, I)
-
-    @classmethod
-    def _env(cls, cg, rho, h, B):
-        """Σ CG ρ h B -> (n, r_in, n_c, r_out): ∂V/∂g of one path."""
-        n, ro, O = rho.shape
-        ri, I = h.shape[1:]
-        m = cg.shape[2]
-        T1 = (rho.reshape(n * ro, O) @ cg.reshape(O, I * m)).reshape(n, ro, I, m)
-        T2 = h[:, None] @ T1  # (n, ro, ri, m)
-        env = T2.reshape(n, ro * ri, m) @ B.transpose(0, 2, 1)  # (n, ro*ri, c)
-        return env.reshape(n, ro, ri, -1).transpose(0, 2, 3, 1)
-
-    @classmethod
-    def _dB(cls, cg, rho, h, g, s):
-        """Σ CG ρ h g -> (n, n_c, 2l + 1): ∂V/∂B of one path."""
-        n, O = rho.shape[0], rho.shape[2]
-        ri, nc = g.shape[-3], g.shape[-2]
-        Y = cls._rhog(rho, g, s).transpose(0, 3, 2, 1).reshape(n, nc, ri * O)  # (n, c, i*O)
-        X = cls._hcg(cg, h).reshape(n, ri * O, -1)
-        return Y @ X
-
-    def _inputs(self, core, hs, B, A):
-        """Core k's two inputs as {L: (n, dim, 2L + 1)}: bond states, or the features (B: compressed)."""
-        def one(x, feats):
-            return dict(enumerate(feats)) if x == FEATURES else hs[x]
-        x, y = core.inputs
-        return one(x, A), one(y, B if B is not None else A)
-
     def _states(self, params, A, species):
-        """Bond states h_0..h_n, compressed features per core (None: uncompressed), right environments
-        ρ_k = ∂V/∂h_k (a dict over bonds k = 1 … n; a bond's consumer comes after it, so reversed core
-        order completes each ρ before it is used)."""
-        N = A[0].shape[0]
-        cgs = self.nb._cg
-        hs, Bs = [{0: np.ones((N, 1, 1))}], []
-        for core in self.sched.cores:
-            B = [self._U(params, core, l).T @ A[l] for l in range(len(A))] if core.K else None
-            Bs.append(B)
-            s = species if core.species_specific else None
-            hx, by = self._inputs(core, hs, B, A)
-            out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
-            for p in core.paths:
-                out[p.L_out] += self._fwd(cgs[p.param], hx[p.L_in], by[p.l], self._g(params, core, p), s)
-            hs.append(out)
-        rhos = {len(self.sched.cores): {0: np.ones((N, 1, 1))}}
-        for core in reversed(self.sched.cores):
-            s = species if core.species_specific else None
-            hx, by = self._inputs(core, hs, Bs[core.k - 1], A)
-            for src, adj in zip(core.inputs, self._adjoints(core, rhos[core.k], hx, by, params, s)):
-                if src != FEATURES and src != 0:
-                    rhos[src] = adj
+        """Bond states, compressed features per core and right environments: the reference's sweeps."""
+        hs, Bs = self.nb.forward(params, A, species)
+        rhos, _ = self.nb.backward(params, A, species, hs, Bs, features=False)
         return hs, Bs, rhos
-
-    def _adjoints(self, core, rho, hx, by, params, s, which=(True, True)):
-        """∂/∂(first input) and ∂/∂(second input) of Σ_M ρ[M] h_k[M] through core k (None where not asked)."""
-        cgs = self.nb._cg
-        dx = {L: np.zeros_like(v) for L, v in hx.items()} if which[0] else None
-        dy = {L: np.zeros_like(v) for L, v in by.items()} if which[1] else None
-        for p in core.paths:
-            g = self._g(params, core, p)
-            if dx is not None:
-                dx[p.L_in] += self._bwd(cgs[p.param], rho[p.L_out], by[p.l], g, s)
-            if dy is not None:
-                dy[p.l] += self._dB(cgs[p.param], rho[p.L_out], hx[p.L_in], g, s)
-        return dx, dy
 
     # -- rows --------------------------------------------------------------------------------------
     def _env_rows(self, params, core, group, rho, hx, by, A, s):
         """Rows of ``group`` (n, size) from core k's inputs and right environment, and (U group only)
         ∂V/∂B of core k."""
-        cgs = self.nb._cg
         n = A[0].shape[0]
         if group.U:
-            dB = self._adjoints(core, rho, hx, by, params, s if core.species_specific else None, (False, True))[1]
+            dB = self.nb.core_adjoints(params, core, rho, hx, by, s, (False, True))[1]
             return np.concatenate([(A[l] @ dB[l].transpose(0, 2, 1)).reshape(n, -1) for l in range(len(A))],
                                   axis=1), dB
         S = self.sched.spec.n_species
         cols = []
         for p in core.paths:
-            e = self._env(cgs[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
+            e = adjoint_weights(self.nb._cg[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
             if core.species_specific:
                 full = np.zeros((n, S, e.shape[1]))
                 full[np.arange(n), s] = e
@@ -254,7 +142,7 @@ class DesignReference:
         core = self.sched.cores[group.core - 1]
         A, (Q, dQ, Y, dY, tj) = self.nb.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
-        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self._inputs(core, hs, Bs[core.k - 1], A), A, sp)
+        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.nb.inputs(core, hs, Bs[core.k - 1], A), A, sp)
         F, W = np.zeros((N, 3, n)), np.zeros((3, 3, n))
         if not forces:
             return E, F, W
@@ -282,8 +170,7 @@ class DesignReference:
         """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction: tangents dh of
         every bond off core k's way to the output (those feed core k or its environment), then dρ down
         that way from the output to core k."""
-        cgs = self.nb._cg
-        spec = self.sched.spec
+        nb, spec = self.nb, self.sched.spec
         Nr, P = spec.n_radial, len(pi)
         u = r / np.linalg.norm(r, axis=1)[:, None]
         # ∇_a [Q_n(r) Y_lm(r̂)] -> (P, 3, N_r, n_sh), tangent t = 3 q + a
@@ -303,7 +190,7 @@ class DesignReference:
         Bs_t = [None if B is None else [b[ti] for b in B] for B in Bs]
 
         def tangent_inputs(c, dh):  # tangents of core c's two inputs (None: constant)
-            dB = [self._U(params, c, l).T @ dA[l] for l in range(len(dA))] if c.K else None
+            dB = nb.compressed(params, c, dA)
             one = lambda v, feats: dict(enumerate(feats)) if v == FEATURES else dh.get(v)  # noqa: E731
             return one(c.inputs[0], dA), one(c.inputs[1], dB if dB is not None else dA)
 
@@ -317,23 +204,18 @@ class DesignReference:
         for c in self.sched.cores:
             if c.k in way:
                 continue
-            s = st if c.species_specific else None
-            hx, by = self._inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = nb.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
-            out = {t["L"]: np.zeros((T, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[c.k]["terms"]}
-            for p in c.paths:
-                g = self._g(params, c, p)
-                if dy is not None:
-                    out[p.L_out] += self._fwd(cgs[p.param], hx[p.L_in], dy[p.l], g, s)
-                if dx is not None:
-                    out[p.L_out] += self._fwd(cgs[p.param], dx[p.L_in], by[p.l], g, s)
+            out = nb.core_forward(params, c, hx, dy, st) if dy is not None else None
+            if dx is not None:
+                more = nb.core_forward(params, c, dx, by, st)
+                out = more if out is None else {L: out[L] + more[L] for L in out}
             dh[c.k] = out
         # dρ down the way: ρ_j = adjoint of core c (consumer of j) in its input j, given ρ_c and the other input
         drho = None
         for c_k, j in zip(way[:0:-1], way[-2::-1]):
             c = self.sched.cores[c_k - 1]
-            s = st if c.species_specific else None
-            hx, by = self._inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = nb.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
             rho_c = {L: v[ti] for L, v in rhos[c.k].items()}
             first = c.inputs[0] == j  # the way enters core c through its first input, else its second
@@ -341,23 +223,22 @@ class DesignReference:
             pick = lambda pair: pair[0] if first else pair[1]  # noqa: E731
             out = None
             if first and dy is not None:  # ρ_c through the tangent of the other input
-                out = pick(self._adjoints(c, rho_c, hx, dy, params, s, which))
+                out = pick(nb.core_adjoints(params, c, rho_c, hx, dy, st, which))
             elif not first and dx is not None:
-                out = pick(self._adjoints(c, rho_c, dx, by, params, s, which))
+                out = pick(nb.core_adjoints(params, c, rho_c, dx, by, st, which))
             if drho is not None:  # dρ_c through the other input
-                more = pick(self._adjoints(c, drho, hx, by, params, s, which))
+                more = pick(nb.core_adjoints(params, c, drho, hx, by, st, which))
                 out = more if out is None else {L: out[L] + more[L] for L in out}
             drho = out
         rho = {L: v[ti] for L, v in rhos[core.k].items()}
-        hx, by = self._inputs(core, hs_t, Bs_t[core.k - 1], At)
+        hx, by = nb.inputs(core, hs_t, Bs_t[core.k - 1], At)
         dx, dy = tangent_inputs(core, dh)
-        s = st if core.species_specific else None
         if group.U:
             # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and the first input's tangent
             ddB = [np.zeros_like(b) for b in by.values()]
             for rho_, hx_ in ((drho, hx), (rho, dx)):
                 if rho_ is not None and hx_ is not None:
-                    d = self._adjoints(core, rho_, hx_, by, params, s, (False, True))[1]
+                    d = nb.core_adjoints(params, core, rho_, hx_, by, st, (False, True))[1]
                     for l in d:
                         ddB[l] += d[l]
             dB = [b[ti] for b in dB0.values()]

@@ -1,8 +1,11 @@
-"""numpy reference backend: the executable definition of a :class:`~etn.generator.Schedule`.
+"""numpy reference backend: the executable definition of a :class:`~etn.generator.Schedule`, and the one
+numpy contraction engine (the design rows of :mod:`etn.backends.design` run on it).
 
-Everything here is driven by the schedule (SH monomials, CG non-zeros, parameter blocks, the
-contraction order chosen per path); generated kernels are tested against it, and it is tested
-against the dense implementation of the maths in ``tests/dense_reference.py``.
+Everything here is driven by the schedule (SH monomials, CG non-zeros, parameter blocks, the graph of
+cores); generated kernels are tested against it, and it is tested against the dense implementation of
+the maths in ``tests/dense_reference.py``. Each path is contracted by one set of batched matrix
+products (``couple`` and its adjoints); the contraction *order* a path runs in is a choice of the
+generated kernels (``Path.order``), tested by forcing each order on them.
 
 Shapes: ``N`` atoms, ``P`` ordered pairs, ``S`` species, ``N_r`` radial functions,
 ``n_sh = (l_max + 1)²`` spherical harmonics; features per ``l`` are ``(N, n_c(l), 2l + 1)``.
@@ -50,6 +53,70 @@ def repulsion(rep: dict | None, pairs):
     np.add.at(e, pairs.i[near], 0.5 * phi * S)
     g[near] = (0.5 * (dphi * S + phi * dS) / d_)[:, None] * pairs.r[near]
     return e, g
+
+
+# -- the contraction: one path of a core as batched matrix products -----------------------------------
+# x[n, a, M_in] is the core's first input (irrep L_in), y[n, c, m] its second (irrep l), g[(s,) a, c, b] the
+# path's weights (s: the centre's species per row, for the species-specific core), ρ[n, b, M_out] the right
+# environment of its bond. numpy's einsum falls back to slow loops for products sharing the batch index n,
+# hence matrix products.
+def _xcg(cg, x):
+    """X[n, a, O, m] = Σ_I x[n, a, I] cg[O, I, m]."""
+    O, I, m = cg.shape
+    n, ra, _ = x.shape
+    return (x.reshape(n * ra, I) @ cg.transpose(1, 0, 2).reshape(I, O * m)).reshape(n, ra, O, m)
+
+
+def _rhog(rho, g, s):
+    """Y[n, O, a, c] = Σ_b ρ[n, b, O] g[a, c, b]."""
+    n, rb, O = rho.shape
+    ra, nc = g.shape[-3], g.shape[-2]
+    rt = rho.transpose(0, 2, 1)
+    if s is None:
+        return (rt.reshape(n * O, rb) @ g.reshape(ra * nc, rb).T).reshape(n, O, ra, nc)
+    return (rt @ g[s].reshape(n, ra * nc, rb).transpose(0, 2, 1)).reshape(n, O, ra, nc)
+
+
+def couple(cg, x, y, g, s):
+    """Σ CG x y g -> (n, r_out, 2L_out + 1): the path's contribution to the core's bond."""
+    n, ra = x.shape[:2]
+    O, nc, rb = cg.shape[0], g.shape[-2], g.shape[-1]
+    X = _xcg(cg, x).reshape(n, ra * O, -1)
+    T = (X @ y.transpose(0, 2, 1)).reshape(n, ra, O, nc).transpose(0, 2, 1, 3)  # (n, O, a, c)
+    if s is None:
+        out = T.reshape(n * O, ra * nc) @ g.reshape(ra * nc, rb)
+    else:
+        out = T.reshape(n, O, ra * nc) @ g[s].reshape(n, ra * nc, rb)
+    return out.reshape(n, O, rb).transpose(0, 2, 1)
+
+
+def adjoint_first(cg, rho, y, g, s):
+    """Σ CG ρ y g -> (n, r_in, 2L_in + 1): ∂/∂x of the path."""
+    n, O = rho.shape[0], rho.shape[2]
+    ra, nc = g.shape[-3], g.shape[-2]
+    I = cg.shape[1]
+    Y = _rhog(rho, g, s).reshape(n, O * ra, nc)
+    Z = (Y @ y).reshape(n, O, ra, -1).transpose(0, 2, 1, 3)  # (n, a, O, m)
+    return (Z.reshape(n * ra, -1) @ cg.transpose(0, 2, 1).reshape(-1, I)).reshape(n, ra, I)
+
+
+def adjoint_second(cg, rho, x, g, s):
+    """Σ CG ρ x g -> (n, n_c, 2l + 1): ∂/∂y of the path."""
+    n, O = rho.shape[0], rho.shape[2]
+    ra, nc = g.shape[-3], g.shape[-2]
+    Y = _rhog(rho, g, s).transpose(0, 3, 2, 1).reshape(n, nc, ra * O)  # (n, c, a*O)
+    return Y @ _xcg(cg, x).reshape(n, ra * O, -1)
+
+
+def adjoint_weights(cg, rho, x, y):
+    """Σ CG ρ x y -> (n, r_in, n_c, r_out): ∂/∂g of the path (a design row)."""
+    n, rb, O = rho.shape
+    ra, I = x.shape[1:]
+    m = cg.shape[2]
+    T1 = (rho.reshape(n * rb, O) @ cg.reshape(O, I * m)).reshape(n, rb, I, m)
+    T2 = x[:, None] @ T1  # (n, rb, ra, m)
+    env = T2.reshape(n, rb * ra, m) @ y.transpose(0, 2, 1)  # (n, rb*ra, c)
+    return env.reshape(n, rb, ra, -1).transpose(0, 2, 3, 1)
 
 
 class NumpyBackend:
@@ -141,89 +208,87 @@ class NumpyBackend:
         return A, (Q, dQ, Y, dY, tj)
 
     # -- contraction ------------------------------------------------------------------------------
-    def _weights(self, params, core, p, species):
+    def weights(self, params, p):
+        """A path's block g[(s,) a, c, b] as a view of ``params``."""
         b = self.sched.block(p.param)
-        g = params[b.offset:b.offset + b.size].reshape(b.shape)
-        return (g[species], "n") if core.species_specific else (g, "")
+        return params[b.offset:b.offset + b.size].reshape(b.shape)
 
-    def _compressed(self, params, core, A):
-        if not core.K:
-            return A
-        out = []
-        for l, name in enumerate(core.compress):
-            b = self.sched.block(name)
-            U = params[b.offset:b.offset + b.size].reshape(b.shape)
-            out.append(np.einsum("ncm,cK->nKm", A[l], U))
+    def U(self, params, core, l):
+        """The channel factor U_k[l] (channels, K) of a compressing core."""
+        b = self.sched.block(core.compress[l])
+        return params[b.offset:b.offset + b.size].reshape(b.shape)
+
+    def compressed(self, params, core, A):
+        """B_k = U_k^T A per l for a compressing core, else None (the core reads A)."""
+        return [self.U(params, core, l).T @ A[l] for l in range(len(A))] if core.K else None
+
+    @staticmethod
+    def inputs(core, hs, B, A):
+        """Core k's two inputs as {L: (n, dim, 2L + 1)}: bond states, or the features (B: compressed)."""
+        def one(v, feats):
+            return dict(enumerate(feats)) if v == FEATURES else hs[v]
+        x, y = core.inputs
+        return one(x, A), one(y, B if B is not None else A)
+
+    def core_forward(self, params, core, hx, by, species):
+        """Core k's bond from its two inputs (each {L: (n, dim, 2L + 1)}): Σ_paths CG x y g."""
+        n = next(iter(hx.values())).shape[0]
+        s = species if core.species_specific else None
+        out = {t["L"]: np.zeros((n, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
+        for p in core.paths:
+            out[p.L_out] += couple(self._cg[p.param], hx[p.L_in], by[p.l], self.weights(params, p), s)
         return out
 
-    def _input(self, x, hs, B, A):
-        """The states {L: (N, dim, 2L + 1)} of one input of a core: a bond's, or the features (B: compressed)."""
-        if x == FEATURES:
-            return dict(enumerate(B if B is not None else A))
-        return hs[x]
+    def core_adjoints(self, params, core, rho, hx, by, species, which=(True, True)):
+        """∂/∂(first input) and ∂/∂(second input) of Σ_M ρ[M] h_k[M] through core k (None where not
+        asked, or where the first input is the constant)."""
+        s = species if core.species_specific else None
+        dx = {L: np.zeros_like(v) for L, v in hx.items()} if which[0] and not core.constant_input else None
+        dy = {L: np.zeros_like(v) for L, v in by.items()} if which[1] else None
+        for p in core.paths:
+            g, cg = self.weights(params, p), self._cg[p.param]
+            if dx is not None:
+                dx[p.L_in] += adjoint_first(cg, rho[p.L_out], by[p.l], g, s)
+            if dy is not None:
+                dy[p.l] += adjoint_second(cg, rho[p.L_out], hx[p.L_in], g, s)
+        return dx, dy
 
     def forward(self, params, A, species):
-        """Bond states ``h_k`` (list over k = 0 … n of {L: (N, r_L, 2L + 1)}; h_0 = 1) and per core the
-        compressed features of its second input (None where it is a bond or uncompressed)."""
+        """Bond states ``h_k`` (list over k = 0 … n of {L: (N, r_L, 2L + 1)}; h_0 = 1) and per core its
+        compressed features (None where it reads A itself), in graph order."""
         N = A[0].shape[0]
-        hs = [{0: np.ones((N, 1, 1))}]
-        Bs = []
+        hs, Bs = [{0: np.ones((N, 1, 1))}], []
         for core in self.sched.cores:
-            x, y = core.inputs
-            B = self._compressed(params, core, A) if core.K else None
+            B = self.compressed(params, core, A)
             Bs.append(B)
-            h_in, b_in = self._input(x, hs, None, A), self._input(y, hs, B, A)
-            out = {t["L"]: np.zeros((N, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
-            for p in core.paths:
-                g, n = self._weights(params, core, p, species)
-                cg, h, a = self._cg[p.param], h_in[p.L_in], b_in[p.l]
-                if p.order == "hA":
-                    T = np.einsum("OIm,niI,ncm->nicO", cg, h, a, optimize=True)
-                    out[p.L_out] += np.einsum(f"nicO,{n}ico->noO", T, g, optimize=True)
-                elif p.order == "gh":
-                    W = np.einsum(f"niI,{n}ico->ncoI", h, g, optimize=True)
-                    out[p.L_out] += np.einsum("OIm,ncoI,ncm->noO", cg, W, a, optimize=True)
-                else:
-                    X = np.einsum(f"ncm,{n}ico->niom", a, g, optimize=True)
-                    out[p.L_out] += np.einsum("OIm,niI,niom->noO", cg, h, X, optimize=True)
-            hs.append(out)
+            hs.append(self.core_forward(params, core, *self.inputs(core, hs, B, A), species))
         return hs, Bs
 
-    def backward(self, params, A, species, hs, Bs, rho_out=None):
-        """``∂y/∂A_i`` per l (same shapes as ``A``) by the backward sweep from the output (the right
-        environments ρ_k = ∂y/∂h_k, cores in reverse order: a bond's consumers come after it), for
+    def backward(self, params, A, species, hs, Bs, rho_out=None, features: bool = True):
+        """Right environments ρ_k = ∂y/∂h_k of every bond (a dict; cores in reverse order: a bond's consumer
+        comes after it) and, with ``features``, ``∂y/∂A_i`` per l (same shapes as ``A``), for
         y = Σ_M ρ_out[M] h_n[M] (default: the site energy)."""
         N = A[0].shape[0]
         n = len(self.sched.cores)
         rhos = {n: rho_out if rho_out is not None else {0: np.ones((N, 1, 1))}}
-        dA = [np.zeros_like(a) for a in A]
+        dA = [np.zeros_like(a) for a in A] if features else None
         for core in reversed(self.sched.cores):
             x, y = core.inputs
-            rho, B = rhos.pop(core.k), Bs[core.k - 1]
-            h_in, b_in = self._input(x, hs, None, A), self._input(y, hs, B, A)
-            d_in = {L: np.zeros_like(v) for L, v in h_in.items()}
-            d_b = {L: np.zeros_like(v) for L, v in b_in.items()}
-            for p in core.paths:
-                g, sp = self._weights(params, core, p, species)
-                cg = self._cg[p.param]
-                Pm = np.einsum(f"noO,{sp}ico->nicO", rho[p.L_out], g, optimize=True)
-                if not core.constant_input:
-                    d_in[p.L_in] += np.einsum("OIm,nicO,ncm->niI", cg, Pm, b_in[p.l], optimize=True)
-                d_b[p.l] += np.einsum("OIm,nicO,niI->ncm", cg, Pm, h_in[p.L_in], optimize=True)
-            for src, d, compressed in ((x, d_in, False), (y, d_b, bool(core.K))):
-                if src == 0:
+            B = Bs[core.k - 1]
+            which = (x != FEATURES or features, y != FEATURES or features)
+            d_x, d_y = self.core_adjoints(params, core, rhos[core.k], *self.inputs(core, hs, B, A), species, which)
+            for src, d, compressed in ((x, d_x, False), (y, d_y, B is not None)):
+                if d is None or src == 0:
                     continue
                 if src != FEATURES:
-                    rhos[src] = {L: rhos[src][L] + v for L, v in d.items()} if src in rhos else d
+                    rhos[src] = d
                 elif compressed:
-                    for l, name in enumerate(core.compress):
-                        b = self.sched.block(name)
-                        U = params[b.offset:b.offset + b.size].reshape(b.shape)
-                        dA[l] += np.einsum("nKm,cK->ncm", d[l], U)
+                    for l in range(len(dA)):
+                        dA[l] += self.U(params, core, l) @ d[l]
                 else:
-                    for l in d:
+                    for l in range(len(dA)):
                         dA[l] += d[l]
-        return dA
+        return rhos, dA
 
     def output(self, params, pairs):
         """The network's output per atom, (N, 2L + 1) for output irreps ``1xL`` (no ``e0``, no pair term)."""
@@ -246,7 +311,7 @@ class NumpyBackend:
         V = V + e_rep
         if not gradients:
             return V, None
-        dA = self.backward(params, A, pairs.species, hs, Bs)
+        _, dA = self.backward(params, A, pairs.species, hs, Bs)
         spec = self.spec
         N, S, Nr = pairs.n_atoms, spec.n_species, spec.n_radial
         full = np.concatenate([dA[l][:, :S * Nr, :] for l in range(self.l_max + 1)], axis=2)
