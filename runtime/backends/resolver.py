@@ -28,12 +28,13 @@ def set_threads(n: int | None) -> None:
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"threads must be an integer >= 1 or None (all cores), not {n!r}")
     _threads = n
+    every = n or os.cpu_count() or 1  # None: back to all cores (a limit of None would keep the last one)
     for backend in list(_loaded):
-        backend.set_num_threads(n or os.cpu_count() or 1)
+        backend.set_num_threads(every)
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(n)
+        threadpool_limits(every)
     except ImportError:
         pass
 
