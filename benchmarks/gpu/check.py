@@ -113,7 +113,9 @@ def main(argv=None) -> int:
     import tempfile
 
     install_wheels(Path(tempfile.mkdtemp(prefix="etn-site-")))  # not under $OUT: only results come back
-    os.environ.setdefault("ETN_CACHE_DIR", str(ROOT / ".gpu_cache"))
+    # the rehearsal's C builds go elsewhere: .gpu_cache carries only what the device needs
+    os.environ.setdefault("ETN_CACHE_DIR", tempfile.mkdtemp(prefix="etn-rehearsal-") if a.rehearse
+                          else str(ROOT / ".gpu_cache"))
     sys.path.insert(0, str(Path(__file__).parent))
     import numpy as np
 

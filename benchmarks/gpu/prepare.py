@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -106,18 +107,25 @@ def references(specs, out: Path) -> None:
 
 
 def cuda_libraries(specs, cache: Path) -> None:
+    """Build (or keep) the CUDA libraries of ``specs`` in ``cache`` and remove every other entry there: a
+    library of an older rendering would only take room from the 64 MiB the device tool carries."""
     os.environ["ETN_CACHE_DIR"] = str(cache)
     import etn
     from etn.backends.codegen import render_cuda, render_design_cuda
     from etn.backends.cuda import build
 
+    keep = set()
     for name in specs:
         sched = etn.schedule(etn.catalogue.load(name))
         for label, src in (("float64", render_cuda(sched, "float64")), ("float32", render_cuda(sched, "float32")),
                            ("design rows", render_design_cuda(sched))):
             t = time.perf_counter()
-            build(src, ARCH)
+            keep.add(build(src, ARCH).parent.resolve())
             print(f"  nvcc sm_{ARCH}: {name} {label} in {time.perf_counter() - t:.0f} s", flush=True)
+    for entry in cache.iterdir():
+        if entry.is_dir() and entry.resolve() not in keep:
+            shutil.rmtree(entry)
+            print(f"  removed the stale {entry.name}", flush=True)
 
 
 def main(argv=None) -> None:
