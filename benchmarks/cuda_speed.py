@@ -48,7 +48,7 @@ def compressed_flops(sched, n_neighbours: float) -> float:
     fl = sched.flops
     # per pair: the schedule's count, plus the radial basis and harmonics formed once more for the gradients
     again = 8 * spec.n_radial + 2 * sum(len(row["R"]) for row in sched.sh)
-    return total + (fl["forward"]["per_pair"] + fl["backward"]["per_pair"] + again) * n_neighbours
+    return total + (fl.forward.per_pair + fl.backward.per_pair + again) * n_neighbours
 
 
 def device_time(cp, fn, repeat: int) -> float:

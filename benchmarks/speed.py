@@ -85,8 +85,8 @@ def main():
         n_neigh = len(pr.i) / N
         be = pot._get_backend("c")
         fl = sched.flops
-        flops_atom = (fl["forward"]["per_atom"] + fl["backward"]["per_atom"]
-                      + (fl["forward"]["per_pair"] + fl["backward"]["per_pair"]) * n_neigh)
+        flops_atom = (fl.forward.per_atom + fl.backward.per_atom
+                      + (fl.forward.per_pair + fl.backward.per_pair) * n_neigh)
         print(f"model {name}: {sched.n_params} parameters, {n_neigh:.1f} neighbours per atom, "
               f"{flops_atom / 1e3:.1f} kFLOP per atom (schedule)")
         for threads in (1, os.cpu_count()):

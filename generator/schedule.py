@@ -105,6 +105,53 @@ class Core:
 
 
 @dataclass(frozen=True)
+class Term:
+    """One irrep of a bond: L, its rank, and its offset in the bond's state (rank × (2L + 1) numbers)."""
+
+    L: int
+    rank: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Bond:
+    """Bond b_k: the output of core k (b_0 the constant, b_n the network's output)."""
+
+    k: int
+    irreps: str
+    terms: tuple[Term, ...]
+    size: int
+
+    def term(self, L: int) -> Term:
+        return next(t for t in self.terms if t.L == L)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """FLOPs per atom: per_atom + per_pair × (number of neighbours)."""
+
+    per_atom: int
+    per_pair: int
+
+
+@dataclass(frozen=True)
+class Flops:
+    forward: Cost  # energies
+    backward: Cost  # gradients
+
+
+@dataclass(frozen=True)
+class Buffers:
+    """Numbers per atom the C evaluation holds: features, compressed features, bond states, path temporaries."""
+
+    features: int
+    compressed_features: int
+    h: tuple[int, ...]
+    h_total: int
+    path_temp: int
+
+
+@dataclass(frozen=True)
 class Block:
     name: str
     shape: tuple[int, ...]
@@ -125,11 +172,11 @@ class Schedule:
     spec: Spec
     sh: tuple
     features: dict
-    bonds: tuple
+    bonds: tuple[Bond, ...]
     cores: tuple[Core, ...]
     params: tuple[Block, ...]
-    flops: dict
-    buffers: dict
+    flops: Flops
+    buffers: Buffers
     repulsion: dict | None = None
     version: int = SCHEDULE_VERSION
     _blocks: dict = field(default=None, compare=False, repr=False)
@@ -154,10 +201,10 @@ class Schedule:
     def to_dict(self) -> dict:
         d = {
             "version": self.version, "spec": self.spec.to_dict(), "spec_hash": self.spec.hash,
-            "sh": list(self.sh), "features": self.features, "bonds": list(self.bonds),
+            "sh": list(self.sh), "features": self.features, "bonds": [asdict(b) for b in self.bonds],
             "cores": [asdict(c) for c in self.cores],
             "params": [asdict(b) | {"size": b.size} for b in self.params],
-            "n_params": self.n_params, "flops": self.flops, "buffers": self.buffers,
+            "n_params": self.n_params, "flops": asdict(self.flops), "buffers": asdict(self.buffers),
         }
         if self.repulsion:
             d["repulsion"] = self.repulsion
@@ -228,15 +275,15 @@ def _features(spec: Spec) -> dict:
             "constant_channel": spec.n_channels, "channel_of": "c = species_index(neighbour) * n_radial + n"}
 
 
-def _bonds(spec: Spec) -> tuple:
+def _bonds(spec: Spec) -> tuple[Bond, ...]:
     """Bonds b_0 (the constant) … b_n (the output): per irrep its rank and offset in the bond's state."""
     bonds = []
     for k in range(spec.cores + 1):
         b, off, terms = spec.bond(k), 0, []
         for L, r in b.terms:
-            terms.append({"L": L, "rank": r, "offset": off})
+            terms.append(Term(L, r, off))
             off += r * (2 * L + 1)
-        bonds.append({"k": k, "irreps": str(b), "terms": terms, "size": off})
+        bonds.append(Bond(k, str(b), tuple(terms), off))
     return tuple(bonds)
 
 
@@ -296,7 +343,7 @@ def _compress_flops(spec: Spec, K: int) -> int:
     return 2 * sum(2 * spec.channels(l) * K * (2 * l + 1) for l in range(spec.l_max + 1)) if K else 0
 
 
-def _flops(spec: Spec, sh, cores) -> dict:
+def _flops(spec: Spec, sh, cores) -> Flops:
     """Forward and backward FLOPs per atom as the C evaluation computes them: per_atom + per_pair × n."""
     fwd_atom = bwd_atom = 0
     for c in cores:
@@ -319,11 +366,10 @@ def _flops(spec: Spec, sh, cores) -> dict:
     # Σ_n dA Q_n and Σ_n dA Q'_n, Σ_s G_s ∇Y_s by monomials with its l Y u term, Σ_s GD_s Y_s, then the
     # 3-vector assembly
     bwd_pair = 4 * Nr * n_sh + 2 * sh_terms + 2 * grad_terms + 3 * n_sh + 2 * n_sh + 12
-    return {"forward": {"per_atom": fwd_atom, "per_pair": fwd_pair},
-            "backward": {"per_atom": bwd_atom, "per_pair": bwd_pair}}
+    return Flops(Cost(fwd_atom, fwd_pair), Cost(bwd_atom, bwd_pair))
 
 
-def _buffers(spec: Spec, features, bonds, cores) -> dict:
+def _buffers(spec: Spec, features, bonds, cores) -> Buffers:
     """Numbers per atom: features, compressed features, bond states, the largest path temporary."""
     tmp = 0
     for c in cores:
@@ -332,8 +378,7 @@ def _buffers(spec: Spec, features, bonds, cores) -> dict:
                             "gh": p.n_c * p.r_out * (2 * p.L_in + 1),
                             "gA": p.r_in * p.r_out * (2 * p.l + 1)}[p.order])
     comp_size = max((spec.K(k) * features["n_sh"] for k in range(1, spec.cores + 1)), default=0)
-    return {"features": features["size"], "compressed_features": comp_size,
-            "h": [b["size"] for b in bonds], "h_total": sum(b["size"] for b in bonds), "path_temp": tmp}
+    return Buffers(features["size"], comp_size, tuple(b.size for b in bonds), sum(b.size for b in bonds), tmp)
 
 
 @lru_cache(maxsize=32)

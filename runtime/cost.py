@@ -27,7 +27,7 @@ def flops(sched, n_neighbours: float | None = None) -> float:
     """FLOPs of one energy + forces evaluation per atom (forward and backward, as the schedule counts)."""
     n = neighbours(sched.spec.r_cut) if n_neighbours is None else n_neighbours
     f = sched.flops
-    return sum(f[k]["per_atom"] + f[k]["per_pair"] * n for k in ("forward", "backward"))
+    return sum(getattr(f, k).per_atom + getattr(f, k).per_pair * n for k in ("forward", "backward"))
 
 
 def measured_rate() -> tuple[float, int]:

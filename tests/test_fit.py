@@ -88,14 +88,14 @@ def test_orthogonalisation_keeps_the_model():
     sched = new.schedule
     U = new.block("core2.U.l1")
     np.testing.assert_allclose(U.T @ U, np.eye(U.shape[1]), atol=1e-12)
-    for t in sched.bonds[1]["terms"]:
-        M = np.concatenate([new.block(p.param).reshape(-1, t["rank"]) for p in sched.cores[0].paths
-                            if p.L_out == t["L"]])
-        np.testing.assert_allclose(M.T @ M, np.eye(t["rank"]), atol=1e-12)
-    for t in sched.bonds[2]["terms"]:
-        M = np.concatenate([new.block(p.param).reshape(t["rank"], -1) for p in sched.cores[2].paths
-                            if p.L_in == t["L"]], axis=1)
-        np.testing.assert_allclose(M @ M.T, np.eye(t["rank"]), atol=1e-12)
+    for t in sched.bonds[1].terms:
+        M = np.concatenate([new.block(p.param).reshape(-1, t.rank) for p in sched.cores[0].paths
+                            if p.L_out == t.L])
+        np.testing.assert_allclose(M.T @ M, np.eye(t.rank), atol=1e-12)
+    for t in sched.bonds[2].terms:
+        M = np.concatenate([new.block(p.param).reshape(t.rank, -1) for p in sched.cores[2].paths
+                            if p.L_in == t.L], axis=1)
+        np.testing.assert_allclose(M @ M.T, np.eye(t.rank), atol=1e-12)
 
 
 def test_tree_gauge_moves_across_each_bond_and_keeps_the_model():
@@ -112,17 +112,17 @@ def test_tree_gauge_moves_across_each_bond_and_keeps_the_model():
         j = int(move[-1])
         if move.startswith("up"):
             assert orthogonalize_output(spec, blocks, j) == spec
-            for t in sched.bonds[j]["terms"]:
-                M = np.concatenate([blocks[p.param].reshape(-1, t["rank"]) for p in sched.cores[j - 1].paths
-                                    if p.L_out == t["L"]])
-                np.testing.assert_allclose(M.T @ M, np.eye(t["rank"]), atol=1e-12)
+            for t in sched.bonds[j].terms:
+                M = np.concatenate([blocks[p.param].reshape(-1, t.rank) for p in sched.cores[j - 1].paths
+                                    if p.L_out == t.L])
+                np.testing.assert_allclose(M.T @ M, np.eye(t.rank), atol=1e-12)
         else:
             orthogonalize_input(spec, blocks, 3, j)
             axis = -3 if j == 1 else -2
-            for t in sched.bonds[j]["terms"]:
-                M = np.concatenate([np.moveaxis(blocks[p.param], axis, 0).reshape(t["rank"], -1)
-                                    for p in sched.cores[2].paths if (p.L_in if j == 1 else p.l) == t["L"]], axis=1)
-                np.testing.assert_allclose(M @ M.T, np.eye(t["rank"]), atol=1e-12)
+            for t in sched.bonds[j].terms:
+                M = np.concatenate([np.moveaxis(blocks[p.param], axis, 0).reshape(t.rank, -1)
+                                    for p in sched.cores[2].paths if (p.L_in if j == 1 else p.l) == t.L], axis=1)
+                np.testing.assert_allclose(M @ M.T, np.eye(t.rank), atol=1e-12)
         new = etn.Potential(spec, from_blocks(spec, blocks), backend="numpy")
         assert not np.allclose(new.params, pot.params)
         out = _predict(new, atoms)

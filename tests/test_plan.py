@@ -11,7 +11,7 @@ def _size(sched, v, core):
     """Numbers of an input of a core: a bond, or the features (compressed: K per harmonic)."""
     if v == "A":
         return core.K * sched.features["n_sh"] if core.K else sched.features["size"]
-    return sched.bonds[v]["size"]
+    return sched.bonds[v].size
 
 
 @pytest.mark.parametrize("name", etn.catalogue.names())
@@ -28,7 +28,7 @@ def test_every_offset_is_inside_its_array(name):
                 for q in c.paths:
                     assert 0 <= q.h_off and q.h_off + q.r_in * (2 * q.L_in + 1) <= _size(sched, x, c)
                     assert 0 <= q.b_off and q.b_off + q.n_c * (2 * q.l + 1) <= _size(sched, y, c)
-                    assert 0 <= q.out_off and q.out_off + q.r_out * (2 * q.L_out + 1) <= sched.bonds[c.k]["size"]
+                    assert 0 <= q.out_off and q.out_off + q.r_out * (2 * q.L_out + 1) <= sched.bonds[c.k].size
                     g = int(q.gptr.split(" + ")[1])
                     rows = (sched.spec.n_species if c.species_specific else 1) * q.r_in * q.n_c * q.r_out
                     assert g + rows <= (n_weights if c.P == "F" else sched.n_params)

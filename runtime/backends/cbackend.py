@@ -39,7 +39,7 @@ class CBackend(Library):
 
     def output(self, params, pairs) -> np.ndarray:
         """The network's output per atom (N, 2L + 1) for a tensor-output spec, or the site energies (N, 1)."""
-        N, n_out = pairs.n_atoms, self.sched.bonds[-1]["size"]
+        N, n_out = pairs.n_atoms, self.sched.bonds[-1].size
         csr = PairsCSR(pairs, self.np_dtype)
         p = np.ascontiguousarray(params, dtype=self.np_dtype)
         out = np.zeros(N * n_out, dtype=self.np_dtype)

@@ -107,7 +107,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
     folded = kernel == "evaluate" and target == "c"
     # the C evaluation runs folded cores uncompressed on g' = U g (Core.fold)
     cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold and folded else c for c in sched.cores)
-    bond_off = [{t["L"]: t["offset"] for t in b["terms"]} for b in sched.bonds]
+    bond_off = [{t.L: t.offset for t in b.terms} for b in sched.bonds]
     feats = sched.features
 
     folds, fold_off, n_fold = [], {}, 0
@@ -197,8 +197,8 @@ def stack_bytes(sched: Schedule, p: Plan) -> int:
     b = sched.buffers
     pairs_of_A = sum(c.inputs == (FEATURES, FEATURES) for c in sched.cores)  # each A x A core's second adjoint
     grade = 2 * p.grade["size"] + p.grade["n_b"] if p.grade else 0  # R, the coefficients c, and B = U^T A
-    numbers = (2 * b["features"] + 2 * b["compressed_features"] + 2 * b["h_total"] + 2 * b["path_temp"]
-               + pairs_of_A * b["features"] + sum(c.xc_size for c in p.cores) + grade)
+    numbers = (2 * b.features + 2 * b.compressed_features + 2 * b.h_total + 2 * b.path_temp
+               + pairs_of_A * b.features + sum(c.xc_size for c in p.cores) + grade)
     return numbers * VECTOR_BYTES
 
 
@@ -211,14 +211,14 @@ def _grade_rows(sched: Schedule, p: Plan) -> dict:
     core = next(c for c in sched.cores if c.species_specific)
     cp = p.cores[core.k - 1]
     feats, K = sched.features, core.K
-    bond_off = {t["L"]: t["offset"] for t in sched.bonds[core.k]["terms"]}
+    bond_off = {t.L: t.offset for t in sched.bonds[core.k].terms}
     ls = [dict(l=l, n_a=feats["channels"][l], a_off=feats["offsets"][l], b_off=K * l * l,
                U=sched.block(core.compress[l]).offset) for l in range(sched.spec.l_max + 1)] if K else []
     y = core.inputs[1]
     paths, off = [], 0
     for q in core.paths:
         f_off = K * q.l * q.l if K else (sched.features["offsets"][q.l] if y == FEATURES else
-                                         {t["L"]: t["offset"] for t in sched.bonds[y]["terms"]}[q.l])
+                                         {t.L: t.offset for t in sched.bonds[y].terms}[q.l])
         h_off = next(pp.h_off for pp in cp.paths if pp.param == q.param)
         paths.append(dict(L_in=q.L_in, l=q.l, L_out=q.L_out, r_in=q.r_in, n_c=q.n_c, r_out=q.r_out, cg=q.cg, off=off,
                           h_off=h_off, f_off=f_off, rho_off=bond_off[q.L_out]))

@@ -234,7 +234,7 @@ class NumpyBackend:
         """Core k's bond from its two inputs (each {L: (n, dim, 2L + 1)}): Σ_paths CG x y g."""
         n = next(iter(hx.values())).shape[0]
         s = species if core.species_specific else None
-        out = {t["L"]: np.zeros((n, t["rank"], 2 * t["L"] + 1)) for t in self.sched.bonds[core.k]["terms"]}
+        out = {t.L: np.zeros((n, t.rank, 2 * t.L + 1)) for t in self.sched.bonds[core.k].terms}
         for p in core.paths:
             out[p.L_out] += couple(self._cg[p.param], hx[p.L_in], by[p.l], self.weights(params, p), s)
         return out

@@ -158,8 +158,8 @@ def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0
     if nxt is None:
         raise ValueError(f"core {k} forms the output bond: no core takes it, so the gauge cannot move on from it")
     leg = _leg(nxt, k)
-    for t in sched.bonds[k]["terms"]:
-        L, r = t["L"], t["rank"]
+    for t in sched.bonds[k].terms:
+        L, r = t.L, t.rank
         mine = [p for p in core.paths if p.L_out == L]
         M = np.concatenate([blocks[p.param].reshape(-1, r) for p in mine], axis=0)
         if M.shape[0] < r:
@@ -191,8 +191,8 @@ def orthogonalize_input(spec: Spec, blocks: dict, k: int, j: int) -> None:
     sched = cached_schedule(spec)
     core, prv = sched.cores[k - 1], sched.cores[j - 1]
     leg = _leg(core, j)
-    for t in sched.bonds[j]["terms"]:
-        L, r = t["L"], t["rank"]
+    for t in sched.bonds[j].terms:
+        L, r = t.L, t.rank
         mine = [p for p in core.paths if (p.L_in if leg == -3 else p.l) == L]
         M = np.concatenate([np.moveaxis(blocks[p.param], leg, 0).reshape(r, -1) for p in mine], axis=1)
         if M.shape[1] < r:

@@ -19,7 +19,7 @@ def table(sched: Schedule) -> str:
         f"n_radial {spec.n_radial}  l_max {spec.l_max}",
         f"features A[c, l, m]: C = {spec.n_channels} channels (+1 constant for l = 0), "
         f"{f['n_sh']} harmonics, {f['size']} numbers per atom",
-        "bonds: " + "  |  ".join(f"b{b['k']}: {b['irreps']}" for b in sched.bonds),
+        "bonds: " + "  |  ".join(f"b{b.k}: {b.irreps}" for b in sched.bonds),
         "cores: " + "  |  ".join(f"{c.k}: {_input_text(c.inputs[0])} x {_input_text(c.inputs[1])} -> b{c.k}"
                                  + (" (per species)" if c.species_specific else "") for c in sched.cores),
         "",
@@ -39,14 +39,14 @@ def table(sched: Schedule) -> str:
             alts = "  ".join(f"{o}={_fmt(p.flops[o] + p.bwd_flops[o])}" for o in ORDERS if o != p.order)
             out.append(f"{core.k:>4} {str((p.L_in, p.l, p.L_out)):>19} {shape:>18} {p.nnz:>5} {_fmt(n):>8} "
                        f"{p.order:>5} {_fmt(p.flops[p.order] + p.bwd_flops[p.order]):>9}   {alts}")
-    fw, bw = sched.flops["forward"], sched.flops["backward"]
+    fw, bw = sched.flops.forward, sched.flops.backward
     out += [
         "",
         f"parameters: {_fmt(sched.n_params)} ({_fmt(spec.n_species)} reference energies e0 included)",
-        f"FLOPs per atom, forward:  {_fmt(fw['per_atom'])} + {_fmt(fw['per_pair'])} x n_neighbours",
-        f"FLOPs per atom, backward: {_fmt(bw['per_atom'])} + {_fmt(bw['per_pair'])} x n_neighbours",
-        f"buffers per atom (numbers): features {sched.buffers['features']}, bonds {sched.buffers['h_total']}, "
-        f"largest path temporary {sched.buffers['path_temp']}",
+        f"FLOPs per atom, forward:  {_fmt(fw.per_atom)} + {_fmt(fw.per_pair)} x n_neighbours",
+        f"FLOPs per atom, backward: {_fmt(bw.per_atom)} + {_fmt(bw.per_pair)} x n_neighbours",
+        f"buffers per atom (numbers): features {sched.buffers.features}, bonds {sched.buffers.h_total}, "
+        f"largest path temporary {sched.buffers.path_temp}",
     ]
     return "\n".join(out)
 
@@ -71,7 +71,7 @@ def dot(sched: Schedule) -> str:
         lines.append(f'  g{k} [shape=box, style=rounded, label="{label}"];')
         for side, v in zip("xy", core.inputs):
             if v == 0:
-                lines.append(f'  in -> g{k} [label="{sched.bonds[0]["irreps"]}"];')
+                lines.append(f'  in -> g{k} [label="{sched.bonds[0].irreps}"];')
             elif v == FEATURES:
                 a = f"a{k}{side}"
                 lines.append(f'  {a} [shape=ellipse, label="{feat}"];')
@@ -81,7 +81,7 @@ def dot(sched: Schedule) -> str:
                 else:
                     lines.append(f"  {a} -> g{k};")
             else:
-                lines.append(f'  g{v} -> g{k} [label="{sched.bonds[v]["irreps"]}"];')
-    lines.append(f'  g{spec.cores} -> out [label="{sched.bonds[spec.cores]["irreps"]}"];')
+                lines.append(f'  g{v} -> g{k} [label="{sched.bonds[v].irreps}"];')
+    lines.append(f'  g{spec.cores} -> out [label="{sched.bonds[spec.cores].irreps}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
