@@ -148,6 +148,8 @@ def test_vector_output_is_equivariant(topology, bonds):
     assert ref.shape == (len(atoms), 3) and np.abs(ref).max() > 1e-3
     for backend, tol in (("c-float64", 1e-12), ("c-float32", 1e-5)):  # the generated C kernels, forward pass only
         np.testing.assert_allclose(pot.output(atoms, backend=backend), ref, rtol=0, atol=tol * np.abs(ref).max())
+    with pytest.raises(ValueError, match="invalid argument"):  # no grades of a vector
+        pot._get_backend("c-float64").compute_graded(pot.params, etn.io.neighbors.pairs(atoms, spec))
     P = np.eye(3)[[1, 2, 0]]
     for R in Rotation.random(3, random_state=4).as_matrix():
         for Q in (R, -R):
