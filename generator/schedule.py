@@ -185,6 +185,12 @@ class Schedule:
     def n_params(self) -> int:
         return sum(b.size for b in self.params)
 
+    def core(self, k: int) -> Core:
+        """Core k (1-based, as in the maths and the block names: ``core{k}``)."""
+        if not 1 <= k <= len(self.cores):
+            raise IndexError(f"core {k}: this schedule has cores 1 … {len(self.cores)}")
+        return self.cores[k - 1]
+
     def group_blocks(self) -> dict[str, tuple[Block, ...]]:
         """Blocks per least-squares group, in parameter order: ``e0``, then per core ``core{k}.U``
         (compressed cores) and ``core{k}``."""

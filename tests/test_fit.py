@@ -113,7 +113,7 @@ def test_tree_gauge_moves_across_each_bond_and_keeps_the_model():
         if move.startswith("up"):
             assert orthogonalize_output(spec, blocks, j) == spec
             for t in sched.bonds[j].terms:
-                M = np.concatenate([blocks[p.param].reshape(-1, t.rank) for p in sched.cores[j - 1].paths
+                M = np.concatenate([blocks[p.param].reshape(-1, t.rank) for p in sched.core(j).paths
                                     if p.L_out == t.L])
                 np.testing.assert_allclose(M.T @ M, np.eye(t.rank), atol=1e-12)
         else:

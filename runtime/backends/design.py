@@ -64,7 +64,7 @@ def default_group(sched) -> str:
 def species_columns(sched, group) -> list[np.ndarray] | None:
     """For a species-specific core: the columns (within the group) that belong to each species; else None."""
     g = groups(sched)[group]
-    if g.U or not sched.cores[g.core - 1].species_specific:
+    if g.U or not sched.core(g.core).species_specific:
         return None
     S = sched.spec.n_species
     cols, start = [[] for _ in range(S)], 0
@@ -139,7 +139,7 @@ class DesignReference:
             E = np.zeros((N, n))
             E[np.arange(N), sp] = 1.0
             return E, np.zeros((N, 3, n)), np.zeros((3, 3, n))
-        core = self.sched.cores[group.core - 1]
+        core = self.sched.core(group.core)
         A, (Q, dQ, Y, dY, tj) = self.nb.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
         E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.nb.inputs(core, hs, Bs[core.k - 1], A), A, sp)
@@ -214,7 +214,7 @@ class DesignReference:
         # dρ down the way: ρ_j = adjoint of core c (consumer of j) in its input j, given ρ_c and the other input
         drho = None
         for c_k, j in zip(way[:0:-1], way[-2::-1]):
-            c = self.sched.cores[c_k - 1]
+            c = self.sched.core(c_k)
             hx, by = nb.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
             rho_c = {L: v[ti] for L, v in rhos[c.k].items()}

@@ -90,6 +90,10 @@ class Plan:
     e0: int = 0  # offset of the reference energies in the parameters
     tile_radial: tuple[int, ...] = ()  # per l: radial functions of one pair's feature sums kept in registers
 
+    def core(self, k: int) -> CorePlan:
+        """Core k (1-based, as ``Schedule.core``)."""
+        return self.cores[k - 1]
+
 
 def tile(n: int, nm: int, registers: int = 12) -> int:
     """The largest divisor d of n with d * nm <= registers: a tile of sums kept in vector registers
@@ -112,11 +116,11 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
 
     folds, fold_off, n_fold = [], {}, 0
     for c in cores:
-        if sched.cores[c.k - 1].K and not c.K:
+        if sched.core(c.k).K and not c.K:
             for p in c.paths:
                 rows = (spec.n_species if c.species_specific else 1) * p.r_in
                 folds.append(dict(F=n_fold, g=sched.block(p.param).offset, U=sched.block(f"core{c.k}.U.l{p.l}").offset,
-                                  rows=rows, C=p.n_c, K=sched.cores[c.k - 1].K, r_out=p.r_out, name=p.param))
+                                  rows=rows, C=p.n_c, K=sched.core(c.k).K, r_out=p.r_out, name=p.param))
                 fold_off[p.param] = n_fold
                 n_fold += rows * p.n_c * p.r_out
 
@@ -209,7 +213,7 @@ def _grade_rows(sched: Schedule, p: Plan) -> dict:
     the right environment rho = dV/dh_k of the backward pass. With compression, the core's features
     B = U^T A are formed first (per l; the evaluation may have folded U into g and never formed them)."""
     core = next(c for c in sched.cores if c.species_specific)
-    cp = p.cores[core.k - 1]
+    cp = p.core(core.k)
     feats, K = sched.features, core.K
     bond_off = {t.L: t.offset for t in sched.bonds[core.k].terms}
     ls = [dict(l=l, n_a=feats["channels"][l], a_off=feats["offsets"][l], b_off=K * l * l,
@@ -239,8 +243,8 @@ def _design_groups(sched: Schedule, p: Plan) -> dict:
         way = [g.core]
         while way[-1] in consumer:
             way.append(consumer[way[-1]])
-        down = [(p.cores[c - 1], j, sched.cores[c - 1].inputs[0] == j) for c, j in zip(way[:0:-1], way[-2::-1])]
-        gs.append(dict(id=len(gs), name=name, core=p.cores[g.core - 1], U=g.U, size=g.size, way=way, down=down,
+        down = [(p.core(c), j, sched.core(c).inputs[0] == j) for c, j in zip(way[:0:-1], way[-2::-1])]
+        gs.append(dict(id=len(gs), name=name, core=p.core(g.core), U=g.U, size=g.size, way=way, down=down,
                        off_way=[c for c in p.cores if c.k not in way]))
     return dict(groups=tuple(gs), down_first=frozenset(c.k for g in gs for c, _, first in g["down"] if first),
                 down_second=frozenset(c.k for g in gs for c, _, first in g["down"] if not first))

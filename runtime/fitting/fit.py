@@ -125,7 +125,7 @@ def _with_rank(spec: Spec, k: int, L: int, rank: int) -> Spec:
 def orthogonalize_U(spec: Spec, blocks: dict, k: int) -> None:
     """QR of each channel factor U_k[l] = Q R: U ← Q, and R goes into the κ leg of core k's paths."""
     sched = cached_schedule(spec)
-    core = sched.cores[k - 1]
+    core = sched.core(k)
     for l, name in enumerate(core.compress):
         Q, R = np.linalg.qr(blocks[name])
         if Q.shape[1] < blocks[name].shape[1]:
@@ -154,7 +154,7 @@ def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0
     ``rank_tol`` times the largest are dropped; at least rank 1 is kept): returns the new spec.
     """
     sched = cached_schedule(spec)
-    core, nxt = sched.cores[k - 1], consumer(sched, k)
+    core, nxt = sched.core(k), consumer(sched, k)
     if nxt is None:
         raise ValueError(f"core {k} forms the output bond: no core takes it, so the gauge cannot move on from it")
     leg = _leg(nxt, k)
@@ -189,7 +189,7 @@ def orthogonalize_input(spec: Spec, blocks: dict, k: int, j: int) -> None:
     """Core k ← orthonormal per irrep of its input bond j (the gauge moves along bond j to core j); the
     factor goes into core j's output leg."""
     sched = cached_schedule(spec)
-    core, prv = sched.cores[k - 1], sched.cores[j - 1]
+    core, prv = sched.core(k), sched.core(j)
     leg = _leg(core, j)
     for t in sched.bonds[j].terms:
         L, r = t.L, t.rank
@@ -649,7 +649,7 @@ class Fitter:
     def _steps(self, direction: str):
         steps = []
         for k in self._sweep(direction):
-            if cached_schedule(self.spec).cores[k - 1].K:
+            if cached_schedule(self.spec).core(k).K:
                 steps.append(f"core{k}.U")
             steps.append(f"core{k}")
         return steps
