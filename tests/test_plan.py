@@ -31,13 +31,13 @@ def test_every_offset_is_inside_its_array(name):
                     assert 0 <= q.out_off and q.out_off + q.r_out * (2 * q.L_out + 1) <= sched.bonds[c.k].size
                     g = int(q.gptr.split(" + ")[1])
                     rows = (sched.spec.n_species if c.species_specific else 1) * q.r_in * q.n_c * q.r_out
-                    assert g + rows <= (n_weights if c.P == "F" else sched.n_params)
+                    assert g + rows <= (n_weights if c.P == "Pf" else sched.n_params)
                     if q.xc_off is not None:
                         cache.append(q.xc_off)
                 assert cache == sorted(cache) and all(o < c.xc_size for o in cache)
             if kernel == "evaluate" and target == "c":
                 assert 0 < p.stack <= STACK_LIMIT and p.lanes in (8, 16) and p.grade["k"] == sched.spec.species_core
-                assert [c.k for c in p.cores if c.P == "F"] == [c.k for c in sched.cores if c.fold]
+                assert [c.k for c in p.cores if c.P == "Pf"] == [c.k for c in sched.cores if c.fold]
             else:
                 assert p.n_fold == 0 and all(c.P == "P" for c in p.cores)
             if kernel == "design":

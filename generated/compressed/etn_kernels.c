@@ -1730,9 +1730,9 @@ ETN_FN void pair_gradients_v(const etn_vec *ETN_RESTRICT dA, const long long *co
    per vector lane, and (grad != NULL) their per-pair gradients dV_i/dr_ij and, with grad, their rows of
    extrapolation grades (rows != NULL) and grades (gM != NULL: see etn_compute_graded); unused lanes hold no
    pairs. S has
-   room for the batch's pair slots (the sum over species t of its atoms' largest count of species-t pairs). F holds
+   room for the batch's pair slots (the sum over species t of its atoms' largest count of species-t pairs). Pf holds
    the folded cores' blocks (fold()); their functions get it as their P. */
-ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const int *idx, const long long *perm, const long long *seg,
+ETN_FN void atoms(const etn_real *P, const etn_real *Pf, int si, int nl, const int *idx, const long long *perm, const long long *seg,
                   const etn_real *r, etn_real *energies, etn_real *grad, etn_real *rows, const etn_real *gM,
                   const int *grank, etn_real *gamma, etn_slot *ETN_RESTRICT S) {
     const long long *sg[8];
@@ -1744,7 +1744,7 @@ ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const in
     etn_vec h1[13];
     memset(h1, 0, sizeof h1);
     etn_vec X1[9];
-    fwd1(F, si, h0, A, h1, X1);
+    fwd1(Pf, si, h0, A, h1, X1);
     etn_vec B2[36];
     compress2(P, A, B2);
     etn_vec h2[10];
@@ -1754,7 +1754,7 @@ ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const in
     etn_vec h3[1];
     memset(h3, 0, sizeof h3);
     etn_vec X3[10];
-    fwd3(F, si, h2, A, h3, X3);
+    fwd3(Pf, si, h2, A, h3, X3);
     for (int v = 0; v < nl; v++) energies[idx[v]] = P[0 + si] + h3[0][v];
     if (!grad) return;
 
@@ -1763,7 +1763,7 @@ ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const in
     etn_vec rho3[1] = {zero + 1};
     etn_vec rho2[10];
     memset(rho2, 0, sizeof rho2);
-    bwd3(F, si, h2, A, rho3, rho2, dA, X3);
+    bwd3(Pf, si, h2, A, rho3, rho2, dA, X3);
     etn_vec rho1[13];
     memset(rho1, 0, sizeof rho1);
     etn_vec dB2[36];
@@ -1855,54 +1855,54 @@ ETN_FN void atoms(const etn_real *P, const etn_real *F, int si, int nl, const in
             }
         }
     }
-    bwd1(F, si, h0, A, rho1, NULL, dA, X1);
+    bwd1(Pf, si, h0, A, rho1, NULL, dA, X1);
     pair_gradients_v(dA, sg, S, grad);
 }
 
 /* The folded cores' path blocks (the schedule's Core.fold: cheaper than compressing their features),
    g'[(s,) a, c, b] = sum_K U[l][c][K] g[(s,) a, K, b], summed in double */
-static void fold(const etn_real *P, etn_real *F) {
+static void fold(const etn_real *P, etn_real *Pf) {
     for (int q = 0; q < 3; q++) /* core1.path0_0_0 */
         for (int c = 0; c < 10; c++)
             for (int b = 0; b < 2; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[3 + c * 4 + K] * P[115 + (q * 4 + K) * 2 + b];
-                F[0 + (q * 10 + c) * 2 + b] = (etn_real)s;
+                Pf[0 + (q * 10 + c) * 2 + b] = (etn_real)s;
             }
     for (int q = 0; q < 3; q++) /* core1.path0_1_1 */
         for (int c = 0; c < 9; c++)
             for (int b = 0; b < 2; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[43 + c * 4 + K] * P[139 + (q * 4 + K) * 2 + b];
-                F[60 + (q * 9 + c) * 2 + b] = (etn_real)s;
+                Pf[60 + (q * 9 + c) * 2 + b] = (etn_real)s;
             }
     for (int q = 0; q < 3; q++) /* core1.path0_2_2 */
         for (int c = 0; c < 9; c++)
             for (int b = 0; b < 1; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[79 + c * 4 + K] * P[163 + (q * 4 + K) * 1 + b];
-                F[114 + (q * 9 + c) * 1 + b] = (etn_real)s;
+                Pf[114 + (q * 9 + c) * 1 + b] = (etn_real)s;
             }
     for (int q = 0; q < 2; q++) /* core3.path0_0_0 */
         for (int c = 0; c < 10; c++)
             for (int b = 0; b < 1; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[379 + c * 4 + K] * P[491 + (q * 4 + K) * 1 + b];
-                F[141 + (q * 10 + c) * 1 + b] = (etn_real)s;
+                Pf[141 + (q * 10 + c) * 1 + b] = (etn_real)s;
             }
     for (int q = 0; q < 1; q++) /* core3.path1_1_0 */
         for (int c = 0; c < 9; c++)
             for (int b = 0; b < 1; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[419 + c * 4 + K] * P[499 + (q * 4 + K) * 1 + b];
-                F[161 + (q * 9 + c) * 1 + b] = (etn_real)s;
+                Pf[161 + (q * 9 + c) * 1 + b] = (etn_real)s;
             }
     for (int q = 0; q < 1; q++) /* core3.path2_2_0 */
         for (int c = 0; c < 9; c++)
             for (int b = 0; b < 1; b++) {
                 double s = 0;
                 for (int K = 0; K < 4; K++) s += (double)P[455 + c * 4 + K] * P[503 + (q * 4 + K) * 1 + b];
-                F[170 + (q * 9 + c) * 1 + b] = (etn_real)s;
+                Pf[170 + (q * 9 + c) * 1 + b] = (etn_real)s;
             }
 }
 
@@ -1979,12 +1979,12 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
     /* aligned by hand for the slots' vectors (C99 has no aligned_alloc) */
     char *raw = malloc((size_t)n_threads * n_slots * sizeof(etn_slot) + sizeof(etn_vec));
     etn_slot *work = (etn_slot *)(((uintptr_t)raw + sizeof(etn_vec) - 1) / sizeof(etn_vec) * sizeof(etn_vec));
-    etn_real *F = malloc(179 * sizeof(etn_real));
-    if (!raw || !F) {
-        free(order); free(perm); free(seg); free(tally); free(raw); free(F);
+    etn_real *Pf = malloc(179 * sizeof(etn_real));
+    if (!raw || !Pf) {
+        free(order); free(perm); free(seg); free(tally); free(raw); free(Pf);
         return ETN_NO_MEMORY;
     }
-    fold(params, F);
+    fold(params, Pf);
     for (int k = 0; k < n_atoms; k++)
         if (k == 0 || species[order[k]] != species[order[k - 1]] || k - start[n_batches - 1] == 8)
             start[n_batches++] = k;
@@ -1995,10 +1995,10 @@ static int compute(const etn_real *params, int n_atoms, const int *species, cons
 #ifdef _OPENMP
         thread = omp_get_thread_num();
 #endif
-        atoms(params, F, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad,
+        atoms(params, Pf, species[order[start[b]]], start[b + 1] - start[b], order + start[b], perm, seg, r, energies, grad,
               rows, gM, grank, gamma, work + (size_t)thread * n_slots);
     }
-    free(order); free(perm); free(seg); free(tally); free(raw); free(F);
+    free(order); free(perm); free(seg); free(tally); free(raw); free(Pf);
     return ETN_OK;
 }
 

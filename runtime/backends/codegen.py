@@ -108,7 +108,7 @@ CUDA_THREADS = 128
 
 def render(sched: Schedule, dtype: str | None = None, header_name: str = "etn_model.h") -> Source:
     """The C kernels and their header (the cffi contract), from the evaluation plan (``plan.plan``: the cores the
-    schedule folds run uncompressed, on blocks g' = U g that ``etn_compute`` forms once per call in a buffer F)."""
+    schedule folds run uncompressed, on blocks g' = U g that ``etn_compute`` forms once per call in a buffer Pf)."""
     ctx = _context(plan(sched, "evaluate", "c", dtype), header_name)
     env = environment()
     return Source(env.get_template("header.h.j2").render(ctx), env.get_template("kernels.c.j2").render(ctx),

@@ -94,13 +94,13 @@ class DesignReference:
 
     def __init__(self, sched):
         self.sched = sched
-        self.nb = NumpyBackend(sched)
+        self.engine = NumpyBackend(sched)
         self.groups = groups(sched)
 
     def _states(self, params, A, species):
         """Bond states, compressed features per core and right environments: the reference's sweeps."""
-        hs, Bs = self.nb.forward(params, A, species)
-        rhos, _ = self.nb.backward(params, A, species, hs, Bs, features=False)
+        hs, Bs = self.engine.forward(params, A, species)
+        rhos, _ = self.engine.backward(params, A, species, hs, Bs, features=False)
         return hs, Bs, rhos
 
     # -- rows --------------------------------------------------------------------------------------
@@ -109,13 +109,13 @@ class DesignReference:
         ∂V/∂B of core k."""
         n = A[0].shape[0]
         if group.U:
-            dB = self.nb.core_adjoints(params, core, rho, hx, by, s, (False, True))[1]
+            dB = self.engine.core_adjoints(params, core, rho, hx, by, s, (False, True))[1]
             return np.concatenate([(A[l] @ dB[l].transpose(0, 2, 1)).reshape(n, -1) for l in range(len(A))],
                                   axis=1), dB
         S = self.sched.spec.n_species
         cols = []
         for p in core.paths:
-            e = adjoint_weights(self.nb._cg[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
+            e = adjoint_weights(self.engine._cg[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
             if core.species_specific:
                 full = np.zeros((n, S, e.shape[1]))
                 full[np.arange(n), s] = e
@@ -140,9 +140,9 @@ class DesignReference:
             E[np.arange(N), sp] = 1.0
             return E, np.zeros((N, 3, n)), np.zeros((3, 3, n))
         core = self.sched.core(group.core)
-        A, (Q, dQ, Y, dY, tj) = self.nb.features(pairs)
+        A, (Q, dQ, Y, dY, tj) = self.engine.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
-        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.nb.inputs(core, hs, Bs[core.k - 1], A), A, sp)
+        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.engine.inputs(core, hs, Bs[core.k - 1], A), A, sp)
         F, W = np.zeros((N, 3, n)), np.zeros((3, 3, n))
         if not forces:
             return E, F, W
@@ -170,7 +170,7 @@ class DesignReference:
         """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction: tangents dh of
         every bond off core k's way to the output (those feed core k or its environment), then dρ down
         that way from the output to core k."""
-        nb, spec = self.nb, self.sched.spec
+        engine, spec = self.engine, self.sched.spec
         Nr, P = spec.n_radial, len(pi)
         u = r / np.linalg.norm(r, axis=1)[:, None]
         # ∇_a [Q_n(r) Y_lm(r̂)] -> (P, 3, N_r, n_sh), tangent t = 3 q + a
@@ -190,7 +190,7 @@ class DesignReference:
         Bs_t = [None if B is None else [b[ti] for b in B] for B in Bs]
 
         def tangent_inputs(c, dh):  # tangents of core c's two inputs (None: constant)
-            dB = nb.compressed(params, c, dA)
+            dB = engine.compressed(params, c, dA)
             one = lambda v, feats: dict(enumerate(feats)) if v == FEATURES else dh.get(v)  # noqa: E731
             return one(c.inputs[0], dA), one(c.inputs[1], dB if dB is not None else dA)
 
@@ -204,18 +204,18 @@ class DesignReference:
         for c in self.sched.cores:
             if c.k in way:
                 continue
-            hx, by = nb.inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
-            out = nb.core_forward(params, c, hx, dy, st) if dy is not None else None
+            out = engine.core_forward(params, c, hx, dy, st) if dy is not None else None
             if dx is not None:
-                more = nb.core_forward(params, c, dx, by, st)
+                more = engine.core_forward(params, c, dx, by, st)
                 out = more if out is None else {L: out[L] + more[L] for L in out}
             dh[c.k] = out
         # dρ down the way: ρ_j = adjoint of core c (consumer of j) in its input j, given ρ_c and the other input
         drho = None
         for c_k, j in zip(way[:0:-1], way[-2::-1]):
             c = self.sched.core(c_k)
-            hx, by = nb.inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
             rho_c = {L: v[ti] for L, v in rhos[c.k].items()}
             first = c.inputs[0] == j  # the way enters core c through its first input, else its second
@@ -223,22 +223,22 @@ class DesignReference:
             pick = lambda pair: pair[0] if first else pair[1]  # noqa: E731
             out = None
             if first and dy is not None:  # ρ_c through the tangent of the other input
-                out = pick(nb.core_adjoints(params, c, rho_c, hx, dy, st, which))
+                out = pick(engine.core_adjoints(params, c, rho_c, hx, dy, st, which))
             elif not first and dx is not None:
-                out = pick(nb.core_adjoints(params, c, rho_c, dx, by, st, which))
+                out = pick(engine.core_adjoints(params, c, rho_c, dx, by, st, which))
             if drho is not None:  # dρ_c through the other input
-                more = pick(nb.core_adjoints(params, c, drho, hx, by, st, which))
+                more = pick(engine.core_adjoints(params, c, drho, hx, by, st, which))
                 out = more if out is None else {L: out[L] + more[L] for L in out}
             drho = out
         rho = {L: v[ti] for L, v in rhos[core.k].items()}
-        hx, by = nb.inputs(core, hs_t, Bs_t[core.k - 1], At)
+        hx, by = engine.inputs(core, hs_t, Bs_t[core.k - 1], At)
         dx, dy = tangent_inputs(core, dh)
         if group.U:
             # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and the first input's tangent
             ddB = [np.zeros_like(b) for b in by.values()]
             for rho_, hx_ in ((drho, hx), (rho, dx)):
                 if rho_ is not None and hx_ is not None:
-                    d = nb.core_adjoints(params, core, rho_, hx_, by, st, (False, True))[1]
+                    d = engine.core_adjoints(params, core, rho_, hx_, by, st, (False, True))[1]
                     for l in d:
                         ddB[l] += d[l]
             dB = [b[ti] for b in dB0.values()]

@@ -6,7 +6,7 @@
 * ``plan``: where everything lives for one kernel (``evaluate`` or ``design`` rows) on one target
   (``c`` or ``cuda``): which cores run folded, the C arrays each core reads and writes, the offset of
   every irrep in every input and output, each path's weights in the parameters (or in the folded
-  buffer F), the forward pass's cache of temporaries, the design rows' temporaries; and the resource
+  buffer Pf), the forward pass's cache of temporaries, the design rows' temporaries; and the resource
   check (stack per thread);
 * ``render`` (``etn.backends.codegen``): templates iterate the plan and print its numbers.
 
@@ -35,7 +35,7 @@ class PathPlan:
     """One path of a core (the schedule's ``Path``, attributes passed through) and where its data live."""
 
     path: Path
-    gptr: str  # C expression: the path's weights (P or F, plus the centre's species slice)
+    gptr: str  # C expression: the path's weights (in P or Pf, plus the centre's species slice)
     h_off: int  # irrep L_in in the core's first input
     b_off: int  # irrep l in the core's second input
     out_off: int  # irrep L_out in the core's bond
@@ -57,7 +57,7 @@ class CorePlan:
     y: str  # the C array of the second input (B{k}, A, h{j})
     dx: str  # the array that takes the adjoint of the first input (NULL for the constant)
     dy: str  # the array that takes the adjoint of the second input (dB{k}, dA, rho{j})
-    P: str  # where its weights are: P (the parameters) or F (the folded blocks)
+    P: str  # where its weights are: P (the parameters) or Pf (the folded blocks g' = U g)
     inputs_text: str  # for the banner: "bond 1", "A x A", "bond 1 x bond 2"
     xc_size: int = 0  # C evaluation: numbers in the forward pass's cache
     xsize: int = 0  # design rows: numbers of X / Z
@@ -80,7 +80,7 @@ class Plan:
     dtype: str
     cores: tuple[CorePlan, ...]
     lanes: int = 0  # atoms per SIMD batch (C evaluation)
-    folds: tuple = ()  # the folded blocks g' = U g: (F offset, g, U, rows, C, K, r_out, name)
+    folds: tuple = ()  # the folded blocks g' = U g: (offset F in Pf, g, U, rows, C, K, r_out, name)
     n_fold: int = 0
     grade: dict | None = None  # the fused rows of extrapolation grades (C evaluation)
     groups: tuple = ()  # design rows: per group its core, way to the output and the cores off it
@@ -170,7 +170,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
             y=f"B{c.k}" if c.K else "A" if y == FEATURES else f"h{y}",
             dx="NULL" if x == 0 else "dA" if x == FEATURES else f"rho{x}",
             dy=f"dB{c.k}" if c.K else "dA" if y == FEATURES else f"rho{y}",
-            P="F" if any(p.param in fold_off for p in c.paths) else "P",
+            P="Pf" if any(p.param in fold_off for p in c.paths) else "P",
             inputs_text=f"bond {x}" if y == FEATURES and x != FEATURES else f"{name(x)} x {name(y)}",
             xc_size=xc_size, xsize=xo, uoff=tuple(uoff),
             tx=None if x == 0 else "dA" if x == FEATURES else f"dh{x}",
