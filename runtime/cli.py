@@ -57,6 +57,9 @@ def cmd_spec(args) -> int:
     from .generator import Spec
 
     cores, l_max, n_radial, bond, K = SIZES[args.size]
+    topology = args.topology
+    if topology == "tree":  # the chain's degree (at most 4) over leaves (1, A): 2d - 1 cores, no channel factors
+        cores, K = 2 * min(cores, 4) - 1, 0
     r_min, note = 0.0, "no data given: r_min = 0 (pass training files to propose it)"
     if args.data:
         from .io.dataset import read, shortest
@@ -68,12 +71,12 @@ def cmd_spec(args) -> int:
             "no pairs within r_cut in the data: r_min = 0"
     C = n_radial * len(args.species)
     spec = Spec.from_dict({"species": list(args.species), "r_min": r_min, "r_cut": args.r_cut, "n_radial": n_radial,
-                           "l_max": l_max, "cores": cores, "bonds": [bond] * (cores - 1),
+                           "l_max": l_max, "topology": topology, "cores": cores, "bonds": [bond] * (cores - 1),
                            "compression": K if K < C else 0, "repulsion": "zbl" if r_min > 0 else "none"})
     from .cost import summary
     from .generator import schedule
 
-    print(f"# etn spec --size {args.size}: {note}\n# {summary(schedule(spec))}")
+    print(f"# etn spec --size {args.size} --topology {topology}: {note}\n# {summary(schedule(spec))}")
     print(spec.to_toml(), end="")
     return 0
 
@@ -221,6 +224,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("spec", help="write a spec of a named size for a list of elements (r_min from data)")
     p.add_argument("--species", nargs="+", required=True, help="element symbols, e.g. Ti Al")
     p.add_argument("--size", choices=list(SIZES), default="medium", help="small, medium (default) or large")
+    p.add_argument("--topology", choices=("tensor_train", "tree"), default="tensor_train",
+                   help="tensor_train (default) or tree: the same degree as the chain's (at most 4) as a hierarchical "
+                        "Tucker tree")
     p.add_argument("--r-cut", type=float, default=5.0, help="cutoff in Å (default 5.0)")
     p.add_argument("--data", nargs="*", help="training files: r_min is proposed from their shortest distance")
     p.set_defaults(func=cmd_spec)

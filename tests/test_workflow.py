@@ -172,6 +172,9 @@ def test_spec_presets_and_cost_estimate(tmp_path, capsys):
     assert spec.species == ("Cu", "Ni") and spec.cores == 2 and spec.repulsion == "zbl"
     assert spec.r_min <= shortest < spec.r_min + 0.05
     assert "parameters; estimated" in out and f"{etn.schedule(spec).n_params:,} parameters" in out
+    assert main(["spec", "--species", "Cu", "Ni", "--size", "medium", "--topology", "tree"]) == 0
+    tree = etn.Spec.from_toml("\n".join(ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")))
+    assert tree.topology == "tree" and tree.cores == 5 and tree.degree == 3 and not tree.compression
     # the estimate is the schedule's FLOPs over a measured rate: bigger specs cost more
     small, medium = (etn.schedule(etn.catalogue.load(n)) for n in ("small", "default"))
     assert flops(medium) > 3 * flops(small)
