@@ -122,9 +122,6 @@ class Bond:
     terms: tuple[Term, ...]
     size: int
 
-    def term(self, L: int) -> Term:
-        return next(t for t in self.terms if t.L == L)
-
 
 @dataclass(frozen=True)
 class Cost:

@@ -296,9 +296,16 @@ class Spec:
             return self.output
         return self.bonds[k - 1]
 
-    def input_Ls(self, x) -> tuple[int, ...]:
-        """The irreps L an input of a core carries (``"A"``: 0 … l_max)."""
-        return tuple(range(self.l_max + 1)) if x == FEATURES else self.bond(x).Ls
+    def consumer(self, j: int) -> int | None:
+        """The core that takes bond j as an input (None for the output bond n)."""
+        return next((k for k, ins in enumerate(self._graph, 1) if j in ins and j != 0), None)
+
+    def way(self, k: int) -> list[int]:
+        """Core k, the core that takes its bond, …, the last core: the way from core k to the output."""
+        out = [k]
+        while (nxt := self.consumer(out[-1])) is not None:
+            out.append(nxt)
+        return out
 
     def K(self, k: int) -> int:
         """Channel compression of core k (1-based); 0 = uncompressed."""

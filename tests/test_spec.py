@@ -110,6 +110,13 @@ def test_topologies_are_graphs():
         assert sorted(taken) == list(range(1, n)) and all(v < k for k, ins in enumerate(t, 1) for v in ins if v != "A")
     tree = make(topology="tree", cores=3, bonds=["2x0 + 1x1", "2x0 + 1x1"])
     assert tree.species_core == 3 and tree.degree == 2 and tree.hash != make(bonds=["2x0 + 1x1", "2x0 + 1x1"]).hash
+    # the way from a core to the output, and the path between two cores (the fit's gauge moves along it)
+    from etn.fitting.fit import path_between
+
+    big = make(topology="tree", cores=7, bonds=["2x0 + 1x1"] * 6)
+    assert big.way(1) == [1, 5, 7] and big.way(4) == [4, 6, 7] and big.way(7) == [7] and big.consumer(7) is None
+    assert path_between(big, 1, 4) == [1, 5, 7, 6, 4] and path_between(big, 5, 1) == [5, 1]
+    assert path_between(big, 2, 2) == [2] and chain.way(1) == [1, 2, 3] and path_between(chain, 3, 1) == [3, 2, 1]
     assert Spec.from_toml(tree.to_toml()) == tree
     net = make(topology="network", network=[["A", "A"], ["A", "A"], [1, 2]], bonds=["2x0 + 1x1"] * 2)
     assert net.graph == (("A", "A"), ("A", "A"), (1, 2)) and net.degree == 4

@@ -35,8 +35,8 @@ def check_status(rc: int, what: str) -> None:
     ETN_NO_MEMORY, ValueError for the other codes of ``STATUS``."""
     if rc == 0:
         return
-    message = {code: text for _, code, text in STATUS}.get(rc, f"unknown return code {rc}")
-    raise (MemoryError if rc == -2 else ValueError)(f"{what}: {message}")
+    name, message = next(((n, text) for n, code, text in STATUS if code == rc), ("", f"unknown return code {rc}"))
+    raise (MemoryError if name == "ETN_NO_MEMORY" else ValueError)(f"{what}: {message}")
 
 
 class Library:

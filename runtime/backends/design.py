@@ -51,7 +51,8 @@ def groups(sched) -> dict[str, Group]:
     out = {}
     for name, blocks in sched.group_blocks().items():
         cols = np.concatenate([np.arange(b.offset, b.offset + b.size) for b in blocks])
-        out[name] = Group(name, blocks, cols, blocks[0].core, blocks[0].core > 0 and name.endswith(".U"))
+        k = blocks[0].core
+        out[name] = Group(name, blocks, cols, k, k > 0 and blocks[0].name in sched.core(k).compress)
     return out
 
 
@@ -194,11 +195,7 @@ class DesignReference:
             one = lambda v, feats: dict(enumerate(feats)) if v == FEATURES else dh.get(v)  # noqa: E731
             return one(c.inputs[0], dA), one(c.inputs[1], dB if dB is not None else dA)
 
-        # the way from core k to the output: core k, its consumer, …, the last core
-        consumer = {v: c.k for c in self.sched.cores for v in c.inputs if v != FEATURES and v != 0}
-        way = [core.k]
-        while way[-1] in consumer:
-            way.append(consumer[way[-1]])
+        way = spec.way(core.k)  # core k, the core that takes its bond, …, the last core
         # dh of every bond off the way: bilinear, d(x ∘ y) = dx ∘ y + x ∘ dy
         dh = {}
         for c in self.sched.cores:

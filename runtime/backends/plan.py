@@ -212,20 +212,15 @@ def _grade_rows(sched: Schedule, p: Plan) -> dict:
     R[a, c, b] = sum CG h_in[a, M_in] B[c, m] rho[b, M_out], from the core's inputs of the forward pass and
     the right environment rho = dV/dh_k of the backward pass. With compression, the core's features
     B = U^T A are formed first (per l; the evaluation may have folded U into g and never formed them)."""
-    core = next(c for c in sched.cores if c.species_specific)
-    cp = p.core(core.k)
+    core = sched.core(sched.spec.species_core)
+    cp = p.core(core.k)  # its plan (folded or not: the same inputs and bond, the same order of paths)
     feats, K = sched.features, core.K
-    bond_off = {t.L: t.offset for t in sched.bonds[core.k].terms}
     ls = [dict(l=l, n_a=feats["channels"][l], a_off=feats["offsets"][l], b_off=K * l * l,
                U=sched.block(core.compress[l]).offset) for l in range(sched.spec.l_max + 1)] if K else []
-    y = core.inputs[1]
     paths, off = [], 0
-    for q in core.paths:
-        f_off = K * q.l * q.l if K else (sched.features["offsets"][q.l] if y == FEATURES else
-                                         {t.L: t.offset for t in sched.bonds[y].terms}[q.l])
-        h_off = next(pp.h_off for pp in cp.paths if pp.param == q.param)
+    for q, pp in zip(core.paths, cp.paths):
         paths.append(dict(L_in=q.L_in, l=q.l, L_out=q.L_out, r_in=q.r_in, n_c=q.n_c, r_out=q.r_out, cg=q.cg, off=off,
-                          h_off=h_off, f_off=f_off, rho_off=bond_off[q.L_out]))
+                          h_off=pp.h_off, f_off=K * q.l * q.l if K else pp.b_off, rho_off=pp.out_off))
         off += q.r_in * q.n_c * q.r_out
     return dict(k=core.k, K=K, ls=ls, paths=paths, size=off, n_b=K * feats["n_sh"], h=cp.x, B="Bg" if K else cp.y)
 
@@ -235,14 +230,11 @@ def _design_groups(sched: Schedule, p: Plan) -> dict:
     down it; the bonds off it feed the core) and which cores the way enters by which input."""
     from .design import groups
 
-    consumer = {v: c.k for c in sched.cores for v in c.inputs if v != FEATURES and v != 0}
     gs = []
     for name, g in groups(sched).items():
         if name == "e0":
             continue
-        way = [g.core]
-        while way[-1] in consumer:
-            way.append(consumer[way[-1]])
+        way = sched.spec.way(g.core)
         down = [(p.core(c), j, sched.core(c).inputs[0] == j) for c, j in zip(way[:0:-1], way[-2::-1])]
         gs.append(dict(id=len(gs), name=name, core=p.core(g.core), U=g.U, size=g.size, way=way, down=down,
                        off_way=[c for c in p.cores if c.k not in way]))

@@ -9,10 +9,12 @@ The model is linear in each parameter group (``e0``, ``core{k}``, ``core{k}.U``)
 normalisation of MLIP and motep, so that their weights 1 / 0.01 / 0.001 mean the same here, and a
 large cell's forces do not outweigh its single energy; m = mean(diag XᵀX) makes λ relative; e0 is
 not penalised; see :func:`solve_normal`). Labels are taken less the spec's fixed pair term
-(``repulsion``), which has no parameters. A sweep visits the cores left to right (then right to left); before
-moving on, the solved core is orthogonalised per irrep block of its bond (QR, or SVD with truncation
-for rank adaptation) and the triangular factor is pushed into the next core, which leaves the model
-unchanged. The channel factor U_k is solved and orthogonalised the same way before its core.
+(``repulsion``), which has no parameters. A sweep visits the cores 1 … n (then n … 1: in a tensor train, left
+to right and back); between two cores the gauge moves along the bonds of the network's path between them,
+one bond at a time: the core being left is orthogonalised per irrep block of that bond (QR, or SVD with
+truncation for rank adaptation) and the triangular factor is pushed into the next core's leg for it,
+which leaves the model unchanged. The channel factor U_k is solved and orthogonalised the same way before
+its core.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..backends.resolver import design, set_threads
-from ..generator import Spec
+from ..generator import Spec, cached_schedule
 from ..generator.errors import EtnError
 from ..generator.spec import Irreps
 from ..io.neighbors import pairs as build_pairs
-from ..generator import cached_schedule
 from ..potential import Potential
 
 
@@ -141,11 +142,6 @@ def _leg(core, j) -> int:
     return -3 if core.inputs[0] == j else -2
 
 
-def consumer(sched, k: int):
-    """The core that takes bond k as an input (None for the output bond)."""
-    return next((c for c in sched.cores if k in c.inputs), None)
-
-
 def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0, max_rank: int | None = None):
     """Core k ← orthonormal per irrep of its output bond (the gauge moves along bond k to the core that
     takes it); the factor R goes into that core's leg for bond k.
@@ -154,9 +150,10 @@ def orthogonalize_output(spec: Spec, blocks: dict, k: int, rank_tol: float = 0.0
     ``rank_tol`` times the largest are dropped; at least rank 1 is kept): returns the new spec.
     """
     sched = cached_schedule(spec)
-    core, nxt = sched.core(k), consumer(sched, k)
+    core, nxt = sched.core(k), spec.consumer(k)
     if nxt is None:
         raise ValueError(f"core {k} forms the output bond: no core takes it, so the gauge cannot move on from it")
+    nxt = sched.core(nxt)
     leg = _leg(nxt, k)
     for t in sched.bonds[k].terms:
         L, r = t.L, t.rank
@@ -216,24 +213,11 @@ def tour(spec: Spec) -> list[int]:
 
 
 def path_between(spec: Spec, a: int, b: int) -> list[int]:
-    """The cores from a to b along the bonds of the network (a tree), both ends included."""
-    nbr = {k: set() for k in range(1, spec.cores + 1)}
-    for k, ins in enumerate(spec.graph, 1):
-        for v in ins:
-            if v not in (0, "A"):
-                nbr[k].add(v)
-                nbr[v].add(k)
-    prev, todo = {a: None}, [a]
-    while todo:
-        x = todo.pop(0)
-        for y in sorted(nbr[x]):
-            if y not in prev:
-                prev[y] = x
-                todo.append(y)
-    out = [b]
-    while out[-1] != a:
-        out.append(prev[out[-1]])
-    return out[::-1]
+    """The cores from a to b along the bonds of the network (a tree), both ends included: up from a to
+    where the ways of a and b to the output meet, then down to b."""
+    up_a, up_b = spec.way(a), spec.way(b)
+    meet = next(k for k in up_a if k in up_b)
+    return up_a[:up_a.index(meet) + 1] + up_b[:up_b.index(meet)][::-1]
 
 
 # -- the least-squares problem of one group ----------------------------------------------------------
@@ -734,8 +718,9 @@ class Fitter:
             bar.set_postfix_str(step + ("" if train_loss is None else f" | train loss {train_loss:.4g}"))
             bar.update(0)
             train_loss = self.solve(step)
-            k = self._groups()[step].core
-            if step.endswith(".U"):
+            group = self._groups()[step]
+            k = group.core
+            if group.U:
                 orthogonalize_U(self.spec, self.blocks, k)
             elif self.spec.cores > 1:  # on to the next core solved (in this sweep or the next)
                 self._move_gauge(k, order[order.index(k) + 1])

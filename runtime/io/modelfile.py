@@ -135,8 +135,8 @@ def read(path):
 
 
 def sha256_constants() -> tuple[list[str], list[str]]:
-    """SHA-256's round constants and initial hash (FIPS 180-4 §4.2.2, §5.3.3), for the C readers of
-    model files (the LAMMPS plugin, the standalone example), derived exactly: the first 32 bits of the
+    """SHA-256's round constants and initial hash (FIPS 180-4 §4.2.2, §5.3.3), for the C reader of model
+    files in every generated library (etn_read_model), derived exactly: the first 32 bits of the
     fractional parts of the cube roots of the first 64 primes and of the square roots of the first 8."""
     import sympy
 
