@@ -1,10 +1,12 @@
 """Plans: every offset a template prints lies inside the array it indexes, for every catalogue spec,
 kernel and target."""
 
+import numpy as np
 import pytest
 
 import etn
 from etn.backends.plan import KERNELS, STACK_LIMIT, TARGETS, plan
+from etn.backends.reference import NumpyBackend
 
 
 def _size(sched, v, core):
@@ -29,7 +31,8 @@ def test_every_offset_is_inside_its_array(name):
                     assert 0 <= q.h_off and q.h_off + q.r_in * (2 * q.L_in + 1) <= _size(sched, x, c)
                     assert 0 <= q.b_off and q.b_off + q.n_c * (2 * q.l + 1) <= _size(sched, y, c)
                     assert 0 <= q.out_off and q.out_off + q.r_out * (2 * q.L_out + 1) <= sched.bonds[c.k].size
-                    g = int(q.gptr.split(" + ")[1])
+                    g = q.g
+                    assert q.gptr.split(" + ")[1] == str(g)
                     rows = (sched.spec.n_species if c.species_specific else 1) * q.r_in * q.n_c * q.r_out
                     assert g + rows <= (n_weights if c.P == "Pf" else sched.n_params)
                     if q.xc_off is not None:
@@ -51,3 +54,27 @@ def test_unknown_kernel_or_target():
         plan(sched, "adjoint", "c")
     with pytest.raises(ValueError, match="no plan for kernel 'evaluate' on 'opencl'"):
         plan(sched, "evaluate", "opencl")
+
+
+
+def test_numpy_engine_interprets_the_plan_it_is_given():
+    """The numpy engine reads the plan: run folded (g' = U g, the C evaluation's layout: 'compressed' folds
+    cores 1 and 3) it gives the unfolded model to round-off, and a plan whose weights of one path point
+    elsewhere gives another model."""
+    from dataclasses import replace
+
+    from tests.conftest import random_crystal
+
+    pot = etn.Potential.random(etn.catalogue.load("compressed"), seed=3, scale=0.5)
+    pr = etn.io.neighbors.pairs(random_crystal(pot.spec.species, seed=6, reps=(1, 1, 2)), pot.spec)
+    flat = plan(pot.schedule, "evaluate", "numpy")
+    folded = plan(pot.schedule, "evaluate", "numpy", fold=True)
+    assert not flat.folds and [c.k for c in folded.cores if c.P == "Pf"] == [1, 3]
+    V, g = NumpyBackend(flat).compute(pot.params, pr)
+    Vf, gf = NumpyBackend(folded).compute(pot.params, pr)
+    np.testing.assert_allclose(Vf, V, rtol=0, atol=1e-12 * np.abs(V).max())
+    np.testing.assert_allclose(gf, g, rtol=0, atol=1e-12 * np.abs(g).max())
+    c2 = flat.core(2)
+    moved = replace(c2, paths=(replace(c2.paths[0], g=c2.paths[1].g),) + c2.paths[1:])
+    Vm, _ = NumpyBackend(replace(flat, cores=(flat.core(1), moved, flat.core(3)))).compute(pot.params, pr, False)
+    assert np.abs(Vm - V).max() > 1e-6 * np.abs(V).max()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..generator.spec import FEATURES
+from .plan import plan
 from .reference import NumpyBackend, adjoint_weights
 
 #: Pairs per chunk of tangents (3 per pair): bounds the memory of the force rows of one configuration.
@@ -95,7 +96,7 @@ class DesignReference:
 
     def __init__(self, sched):
         self.sched = sched
-        self.engine = NumpyBackend(sched)
+        self.engine = NumpyBackend(plan(sched, "design", "numpy"))
         self.groups = groups(sched)
 
     def _states(self, params, A, species):
@@ -140,7 +141,7 @@ class DesignReference:
             E = np.zeros((N, n))
             E[np.arange(N), sp] = 1.0
             return E, np.zeros((N, 3, n)), np.zeros((3, 3, n))
-        core = self.sched.core(group.core)
+        core = self.engine.plan.core(group.core)
         A, (Q, dQ, Y, dY, tj) = self.engine.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
         E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.engine.inputs(core, hs, Bs[core.k - 1], A), A, sp)
@@ -198,7 +199,7 @@ class DesignReference:
         way = spec.way(core.k)  # core k, the core that takes its bond, …, the last core
         # dh of every bond off the way: bilinear, d(x ∘ y) = dx ∘ y + x ∘ dy
         dh = {}
-        for c in self.sched.cores:
+        for c in self.engine.plan.cores:
             if c.k in way:
                 continue
             hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
@@ -211,7 +212,7 @@ class DesignReference:
         # dρ down the way: ρ_j = adjoint of core c (consumer of j) in its input j, given ρ_c and the other input
         drho = None
         for c_k, j in zip(way[:0:-1], way[-2::-1]):
-            c = self.sched.core(c_k)
+            c = self.engine.plan.core(c_k)
             hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
             dx, dy = tangent_inputs(c, dh)
             rho_c = {L: v[ti] for L, v in rhos[c.k].items()}

@@ -1,13 +1,13 @@
 """Plan: a schedule laid out for one kernel on one target, every offset and buffer resolved.
 
-``plan(schedule, kernel, target, dtype)`` is the step between deriving and rendering:
+``plan(schedule, kernel, target, dtype, fold)`` is the step between deriving and rendering:
 
 * ``derive`` (``etn.schedule``): what to compute, exactly (paths, CG entries, parameter blocks);
 * ``plan``: where everything lives for one kernel (``evaluate`` or ``design`` rows) on one target
-  (``c`` or ``cuda``): which cores run folded, the C arrays each core reads and writes, the offset of
-  every irrep in every input and output, each path's weights in the parameters (or in the folded
-  buffer Pf), the forward pass's cache of temporaries, the design rows' temporaries; and the resource
-  check (stack per thread);
+  (``c``, ``cuda``, or ``numpy``: the reference engine interprets a plan too): which cores run
+  folded, the C arrays each core reads and writes, the offset of every irrep in every input and
+  output, each path's weights in the parameters (or in the folded buffer Pf), the forward pass's cache
+  of temporaries, the design rows' temporaries; and the resource check (stack per thread);
 * ``render`` (``etn.backends.codegen``): templates iterate the plan and print its numbers.
 
 A :class:`CorePlan` and a :class:`PathPlan` read like the schedule's ``Core`` and ``Path`` (their
@@ -22,7 +22,7 @@ from ..generator.schedule import Core, Path, Schedule
 from ..generator.spec import FEATURES
 
 KERNELS = ("evaluate", "design")
-TARGETS = ("c", "cuda")
+TARGETS = ("c", "cuda", "numpy")
 #: bytes of one SIMD batch of the C evaluation: atoms go through the contractions 64 bytes' worth of
 #: etn_real at a time (8 in float64, 16 in float32), one per lane of a GNU C vector (atom.c.j2)
 VECTOR_BYTES = 64
@@ -35,6 +35,7 @@ class PathPlan:
     """One path of a core (the schedule's ``Path``, attributes passed through) and where its data live."""
 
     path: Path
+    g: int  # offset of the path's weights g[(s,) a, c, b] in the parameters P, or in Pf when folded
     gptr: str  # C expression: the path's weights (in P or Pf, plus the centre's species slice)
     h_off: int  # irrep L_in in the core's first input
     b_off: int  # irrep l in the core's second input
@@ -101,14 +102,17 @@ def tile(n: int, nm: int, registers: int = 12) -> int:
     return max(d for d in range(1, n + 1) if n % d == 0 and d * nm <= registers) if nm <= registers else 1
 
 
-def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: str | None = None) -> Plan:
+def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: str | None = None,
+         fold: bool | None = None) -> Plan:
     """Lay ``sched`` out for ``kernel`` on ``target``; raises SpecError when the C evaluation would need
-    more stack per thread than ``STACK_LIMIT``."""
+    more stack per thread than ``STACK_LIMIT``. The cores with ``Core.fold`` run folded (on g' = U g) in
+    the C evaluation; ``fold`` overrides that (the design rows never fold: they solve for U and g)."""
     if kernel not in KERNELS or target not in TARGETS:
         raise ValueError(f"no plan for kernel {kernel!r} on {target!r}; kernels {KERNELS}, targets {TARGETS}")
     spec = sched.spec
     dtype = dtype or (spec.dtype if kernel == "evaluate" else "float64")
-    folded = kernel == "evaluate" and target == "c"
+    folded = kernel == "evaluate" and (target == "c" if fold is None else fold)
+    simd = kernel == "evaluate" and target == "c"
     # the C evaluation runs folded cores uncompressed on g' = U g (Core.fold)
     cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold and folded else c for c in sched.cores)
     bond_off = [{t.L: t.offset for t in b.terms} for b in sched.bonds]
@@ -124,7 +128,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
                 fold_off[p.param] = n_fold
                 n_fold += rows * p.n_c * p.r_out
 
-    lanes = VECTOR_BYTES // (4 if dtype == "float32" else 8) if folded else 0
+    lanes = VECTOR_BYTES // (4 if dtype == "float32" else 8) if simd else 0
     plans = []
     for c in cores:
         x, y = c.inputs
@@ -161,7 +165,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
         for i, p in enumerate(c.paths):
             g = fold_off[p.param] if p.param in fold_off else sched.block(p.param).offset
             gptr = f"P + {g}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if c.species_specific else "")
-            paths.append(PathPlan(p, gptr, h_off(p.L_in), b_off(p.l), bond_off[c.k][p.L_out], xc.get(p.param),
+            paths.append(PathPlan(p, g, gptr, h_off(p.L_in), b_off(p.l), bond_off[c.k][p.L_out], xc.get(p.param),
                                   xoffs[i], goffs[i]))
         name = lambda v: "A" if v == FEATURES else f"bond {v}"  # noqa: E731
         plans.append(CorePlan(
@@ -182,7 +186,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
                tile_radial=tuple(tile(spec.n_radial, 2 * l + 1) for l in range(spec.l_max + 1)))
     if kernel == "design":
         out = replace(out, **_design_groups(sched, out))
-    if folded:
+    if simd:
         out = replace(out, grade=_grade_rows(sched, out))
         out = replace(out, stack=stack_bytes(sched, out))
         if out.stack > STACK_LIMIT:

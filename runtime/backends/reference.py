@@ -1,9 +1,12 @@
 """numpy reference backend: the executable definition of a :class:`~etn.generator.Schedule`, and the one
 numpy contraction engine (the design rows of :mod:`etn.backends.design` run on it).
 
-Everything here is driven by the schedule (SH monomials, CG non-zeros, parameter blocks, the graph of
-cores); generated kernels are tested against it, and it is tested against the dense implementation of
-the maths in ``tests/dense_reference.py``. Each path is contracted by one set of batched matrix
+It interprets a :class:`~etn.backends.plan.Plan` for the ``numpy`` target, as the templates render one
+for C and CUDA: the cores in graph order with their inputs, each path's CG entries and where its
+weights are (a block of the parameters, or for a folded core g' = U g), the channel factors U and e0.
+The one-particle basis comes from the schedule (SH monomials, radial basis). Generated kernels are tested
+against it, and it is tested against the dense implementation of the maths in
+``tests/dense_reference.py``. Each path is contracted by one set of batched matrix
 products (``couple`` and its adjoints); the contraction *order* a path runs in is a choice of the
 generated kernels (``Path.order``), tested by forcing each order on them.
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from ..generator.schedule import Schedule
 from ..generator.spec import FEATURES
+from .plan import Plan, plan
 
 
 def fade_in(d, r0: float, r1: float):
@@ -120,10 +124,13 @@ def adjoint_weights(cg, rho, x, y):
 
 
 class NumpyBackend:
-    """Site energies ``V_i`` (without ``e0``) and per-pair gradients ``∂V_i/∂r_ij`` for one schedule."""
+    """Site energies ``V_i`` (without ``e0``) and per-pair gradients ``∂V_i/∂r_ij``: a plan interpreted
+    (a schedule is planned for the numpy evaluation, unfolded)."""
 
-    def __init__(self, sched: Schedule):
-        self.sched = sched
+    def __init__(self, source: Schedule | Plan):
+        self.plan = source if isinstance(source, Plan) else plan(source, "evaluate", "numpy")
+        self.sched = sched = self.plan.schedule
+        self._folds = {f["name"]: f for f in self.plan.folds}
         spec = sched.spec
         self.spec = spec
         self.l_max = spec.l_max
@@ -141,7 +148,7 @@ class NumpyBackend:
                     self._dR[a, s, col[tuple(e)]] = v
         self._ls = np.array([row["l"] for row in rows], dtype=np.float64)
         self._cg = {}
-        for core in sched.cores:
+        for core in self.plan.cores:
             for p in core.paths:
                 arr = np.zeros((2 * p.L_out + 1, 2 * p.L_in + 1, 2 * p.l + 1))
                 for e in p.cg:
@@ -208,15 +215,20 @@ class NumpyBackend:
         return A, (Q, dQ, Y, dY, tj)
 
     # -- contraction ------------------------------------------------------------------------------
-    def weights(self, params, p):
-        """A path's block g[(s,) a, c, b] as a view of ``params``."""
-        b = self.sched.block(p.param)
-        return params[b.offset:b.offset + b.size].reshape(b.shape)
+    def weights(self, params, core, p):
+        """A path's weights g[(s,) a, c, b]: a view of ``params``, or for a folded core g' = U g."""
+        shape = ((self.spec.n_species,) if core.species_specific else ()) + (p.r_in, p.n_c, p.r_out)
+        f = self._folds.get(p.param)
+        if f is None:
+            return params[p.g:p.g + int(np.prod(shape))].reshape(shape)
+        g = params[f["g"]:f["g"] + f["rows"] * f["K"] * f["r_out"]].reshape(f["rows"], f["K"], f["r_out"])
+        U = params[f["U"]:f["U"] + f["C"] * f["K"]].reshape(f["C"], f["K"])
+        return (U @ g).reshape(shape)
 
     def U(self, params, core, l):
         """The channel factor U_k[l] (channels, K) of a compressing core."""
-        b = self.sched.block(core.compress[l])
-        return params[b.offset:b.offset + b.size].reshape(b.shape)
+        n = self.sched.features["channels"][l] * core.K
+        return params[core.U[l]:core.U[l] + n].reshape(-1, core.K)
 
     def compressed(self, params, core, A):
         """B_k = U_k^T A per l for a compressing core, else None (the core reads A)."""
@@ -236,7 +248,7 @@ class NumpyBackend:
         s = species if core.species_specific else None
         out = {t.L: np.zeros((n, t.rank, 2 * t.L + 1)) for t in self.sched.bonds[core.k].terms}
         for p in core.paths:
-            out[p.L_out] += couple(self._cg[p.param], hx[p.L_in], by[p.l], self.weights(params, p), s)
+            out[p.L_out] += couple(self._cg[p.param], hx[p.L_in], by[p.l], self.weights(params, core, p), s)
         return out
 
     def core_adjoints(self, params, core, rho, hx, by, species, which=(True, True)):
@@ -246,7 +258,7 @@ class NumpyBackend:
         dx = {L: np.zeros_like(v) for L, v in hx.items()} if which[0] and not core.constant_input else None
         dy = {L: np.zeros_like(v) for L, v in by.items()} if which[1] else None
         for p in core.paths:
-            g, cg = self.weights(params, p), self._cg[p.param]
+            g, cg = self.weights(params, core, p), self._cg[p.param]
             if dx is not None:
                 dx[p.L_in] += adjoint_first(cg, rho[p.L_out], by[p.l], g, s)
             if dy is not None:
@@ -258,7 +270,7 @@ class NumpyBackend:
         compressed features (None where it reads A itself), in graph order."""
         N = A[0].shape[0]
         hs, Bs = [{0: np.ones((N, 1, 1))}], []
-        for core in self.sched.cores:
+        for core in self.plan.cores:
             B = self.compressed(params, core, A)
             Bs.append(B)
             hs.append(self.core_forward(params, core, *self.inputs(core, hs, B, A), species))
@@ -269,10 +281,10 @@ class NumpyBackend:
         comes after it) and, with ``features``, ``∂y/∂A_i`` per l (same shapes as ``A``), for
         y = Σ_M ρ_out[M] h_n[M] (default: the site energy)."""
         N = A[0].shape[0]
-        n = len(self.sched.cores)
+        n = len(self.plan.cores)
         rhos = {n: rho_out if rho_out is not None else {0: np.ones((N, 1, 1))}}
         dA = [np.zeros_like(a) for a in A] if features else None
-        for core in reversed(self.sched.cores):
+        for core in reversed(self.plan.cores):
             x, y = core.inputs
             B = Bs[core.k - 1]
             which = (x != FEATURES or features, y != FEATURES or features)
@@ -305,8 +317,8 @@ class NumpyBackend:
         params = np.asarray(params, dtype=np.float64)
         A, (Q, dQ, Y, dY, tj) = self.features(pairs)
         hs, Bs = self.forward(params, A, pairs.species)
-        e0 = self.sched.block("e0")
-        V = params[e0.offset:e0.offset + e0.size][pairs.species] + hs[-1][0][:, 0, 0]
+        e0 = self.plan.e0
+        V = params[e0:e0 + self.spec.n_species][pairs.species] + hs[-1][0][:, 0, 0]
         e_rep, g_rep = repulsion(self.sched.repulsion, pairs)
         V = V + e_rep
         if not gradients:
