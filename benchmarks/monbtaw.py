@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = metrics.predict(pot, test)
     rep = metrics.errors(pot, test, rows=rows)
-    print(f"parameters {pot.schedule.n_params}, bonds {', '.join(str(b) for b in pot.spec.bonds)}")
+    print(f"parameters {pot.schedule.n_params}, bonds {', '.join(str(b) for b in pot.spec.inner_bonds)}")
     print(f"training wall time {seconds / 60:.1f} min ({len(fitter.history)} sweeps), peak memory {peak:.0f} MB")
     for h in fitter.history:
         print(f"  sweep {h['sweep']:2d} ({h['direction']:5s}) train loss {h['train_loss']:.5g} "

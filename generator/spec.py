@@ -9,11 +9,15 @@ A spec is written as TOML (top-level keys, or a ``[model]`` table) or built in P
     l_max       = 3                         # largest l of the features A[c, l, m]
     topology    = "tensor_train"            # network topology: "tensor_train", "tree" or "network"
     cores       = 3                         # n, number of cores (coupling nodes)
-    bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # n-1 inner bonds: rank x L, bond k = core k's output
+    bonds       = ["4x0 + 2x1 + 2x2", "4x0 + 2x1"]   # the n-1 inner bonds b_1 … b_{n-1}: rank x L
     output      = "1x0"                     # irreps of the last core's output: "1x0" = the site energy
     compression = 0                         # K per core (int or list; 0 = none)
     dtype       = "float64"                 # or "float32"
     repulsion   = "zbl"                     # or "none" (default): a ZBL pair term below r_min
+
+Bonds are numbered k = 0 … n everywhere: b_k is the output of core k, b_0 the constant scalar 1 and b_n
+the output (``output``). The file lists the free ones, b_1 … b_{n-1}, under ``bonds``; in Python they
+are ``Spec.inner_bonds``, and ``Spec.bonds[k]`` (as ``Schedule.bonds[k]``) is bond k.
 
 :class:`Spec` is frozen and validated on construction; ``Spec.hash`` is a canonical SHA-256 of its
 normalised content (the key of generated code and compiled kernels).
@@ -139,7 +143,7 @@ class Spec:
     n_radial: int
     l_max: int
     cores: int
-    bonds: tuple[Irreps, ...] = ()
+    inner_bonds: tuple[Irreps, ...] = ()  # b_1 … b_{n-1}; the spec file's key "bonds"
     r_min: float = 0.0
     topology: str = "tensor_train"
     compression: tuple[int, ...] = ()
@@ -210,15 +214,15 @@ class Spec:
             raise SpecError(f"dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
 
     def _check_network(self):
-        """The bonds, the output and the graph (Spec.graph) of the topology."""
-        bonds = self.bonds
+        """The inner bonds, the output and the graph (Spec.graph) of the topology."""
+        bonds = self.inner_bonds
         if isinstance(bonds, (str, dict, Irreps)):
             bonds = (bonds,)
         bonds = tuple(Irreps.parse(b, f"bonds[{i}]") for i, b in enumerate(bonds))
         if len(bonds) != self.cores - 1:
             raise SpecError(f"bonds: a {self.topology.replace('_', ' ')} of {self.cores} cores has {self.cores - 1} "
                             f"inner bonds, but {len(bonds)} were given")
-        self._set("bonds", bonds)
+        self._set("inner_bonds", bonds)
         output = Irreps.parse(self.output, "output")
         if any(r != 1 for _, r in output.terms) or len(output.terms) != 1:
             raise SpecError(f"output: expected one irrep of rank 1, '1x0' (an energy) or e.g. '1x1' (a vector), "
@@ -294,7 +298,12 @@ class Spec:
             return Irreps(((0, 1),))
         if k == self.cores:
             return self.output
-        return self.bonds[k - 1]
+        return self.inner_bonds[k - 1]
+
+    @property
+    def bonds(self) -> tuple[Irreps, ...]:
+        """Every bond, b_0 … b_n (``bonds[k]`` is bond k, as in ``Schedule.bonds``)."""
+        return tuple(self.bond(k) for k in range(self.cores + 1))
 
     def consumer(self, j: int) -> int | None:
         """The core that takes bond j as an input (None for the output bond n)."""
@@ -350,7 +359,7 @@ class Spec:
         d = {
             "species": list(self.species), "r_min": self.r_min, "r_cut": self.r_cut,
             "n_radial": self.n_radial, "l_max": self.l_max, "topology": self.topology,
-            "cores": self.cores, "bonds": [str(b) for b in self.bonds],
+            "cores": self.cores, "bonds": [str(b) for b in self.inner_bonds],
             "compression": list(self.compression), "dtype": self.dtype,
         }
         if self.repulsion != "none":  # absent when off, so specs written before it keep their hash
@@ -376,8 +385,9 @@ class Spec:
             raise SpecError(f"{where}: missing required key(s) {', '.join(missing)}")
         kw = dict(d)
         kw["species"] = tuple(kw["species"]) if isinstance(kw["species"], list) else kw["species"]
-        if isinstance(kw.get("bonds"), list):
-            kw["bonds"] = tuple(kw["bonds"])
+        if "bonds" in kw:  # the file's name for the inner bonds
+            b = kw.pop("bonds")
+            kw["inner_bonds"] = tuple(b) if isinstance(b, list) else b
         if isinstance(kw.get("network"), list):
             kw["network"] = tuple(tuple(x) if isinstance(x, list) else x for x in kw["network"])
         if isinstance(kw.get("compression"), list):

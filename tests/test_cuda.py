@@ -61,7 +61,7 @@ def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
     assert cu.splitlines()[0] == c.splitlines()[0] and "do not edit" in cu.splitlines()[0]
     # the per-pair maths and the contractions are the same template text in both renderings: the C one
     # runs them on SIMD lanes (etn_vec; the pair maths as *_v functions), the CUDA one on one atom per
-    # thread. Only the C one keeps some paths' forward temporaries (X, W) for the backward pass and
+    # thread. Only the C one keeps some paths' forward temporaries (X, GH) for the backward pass and
     # forms CG_e h (CG_e rho) once per loop over the other rank, so there the text around the
     # contractions differs and the CG products are split: their sums without a CG literal are the same
     # lines, and the CG literals are the same numbers.

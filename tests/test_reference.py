@@ -139,7 +139,7 @@ def test_vector_output_is_equivariant(topology, bonds):
     """A network whose output bond is 1x1 gives a vector per atom through the same schedule and
     contraction: rotating (or reflecting) the atoms by Q turns each atom's vector by D¹(Q) = P Q Pᵀ (real
     harmonics of l = 1 are (y, z, x)); permuting atoms permutes the vectors; translations change nothing."""
-    spec = etn.Spec(species=("Cu", "Ni"), r_min=1.5, r_cut=4.5, n_radial=3, l_max=2, cores=3, bonds=bonds,
+    spec = etn.Spec(species=("Cu", "Ni"), r_min=1.5, r_cut=4.5, n_radial=3, l_max=2, cores=3, inner_bonds=bonds,
                     topology=topology, output="1x1", network=[["A", "A"], [1, "A"], [2, "A"]] if topology == "network" else ())
     assert not spec.is_energy and spec.to_dict()["output"] == "1x1"
     pot = etn.Potential.random(spec, seed=2, backend="numpy")

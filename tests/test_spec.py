@@ -126,6 +126,10 @@ def test_topologies_are_graphs():
     assert swapped.graph == ((0, "A"), (1, "A"), (2, "A")) and swapped.to_dict()["network"][1] == [1, "A"]
     vec = make(output="1x1", bonds=["2x0 + 1x1 + 1x2", "2x0 + 1x1"])
     assert not vec.is_energy and str(vec.bond(3)) == "1x1" and Spec.from_toml(vec.to_toml()) == vec
+    # bonds are numbered 0 … n alike in the spec and the schedule; the file's "bonds" are the inner ones
+    assert [str(b) for b in vec.bonds] == ["1x0", "2x0 + 1x1 + 1x2", "2x0 + 1x1", "1x1"]
+    assert vec.inner_bonds == vec.bonds[1:-1] and vec.to_dict()["bonds"] == ["2x0 + 1x1 + 1x2", "2x0 + 1x1"]
+    assert [b.terms for b in vec.bonds] == [tuple((t.L, t.rank) for t in b.terms) for b in etn.schedule(vec).bonds]
 
 
 @pytest.mark.parametrize("name", etn.catalogue.names())

@@ -256,7 +256,7 @@ ETN_FN void sph_grad_dot_v(const etn_vec *u, const etn_vec *ip, const etn_vec *p
 
 /* ==== core 1: 3 CG paths, bond 0 -> bond 1 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and W of the gh paths for bwd1 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and GH of the gh paths for bwd1 */
 ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     { /* path (0, 0, 0): 1x7x2, 1 CG non-zeros, order gA */
@@ -324,24 +324,24 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 8;
-        etn_vec *W = Xc + 0;
-        memset(W, 0, 6 * sizeof(etn_vec));
+        etn_vec *GH = Xc + 0;
+        memset(GH, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
+                    for (int M = 0; M < 1; M++) GH[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 5;
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *ac = B + c * 5;
                 etn_vec *ho = hout + b * 5;
-                ho[0] += 1.0 * w[0] * ac[0];
-                ho[1] += 1.0 * w[0] * ac[1];
-                ho[2] += 1.0 * w[0] * ac[2];
-                ho[3] += 1.0 * w[0] * ac[3];
-                ho[4] += 1.0 * w[0] * ac[4];
+                ho[0] += 1.0 * gh[0] * ac[0];
+                ho[1] += 1.0 * gh[0] * ac[1];
+                ho[2] += 1.0 * gh[0] * ac[2];
+                ho[3] += 1.0 * gh[0] * ac[3];
+                ho[4] += 1.0 * gh[0] * ac[4];
             }
     }
 }
@@ -410,18 +410,18 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
     { /* path (0, 2, 2), the adjoint of the gh order */
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 8;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
-           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        const etn_vec *W = Xc + 0; /* from fwd1 */
+        /* GH[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG GH[c, b] rho[b];
+           dGH[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dGH[c, b] */
+        const etn_vec *GH = Xc + 0; /* from fwd1 */
         for (int c = 0; c < 6; c++) {
             etn_vec db[5] = {0};
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 5;
-                db[0] += (1.0 * rb[0]) * w[0];
-                db[1] += (1.0 * rb[1]) * w[0];
-                db[2] += (1.0 * rb[2]) * w[0];
-                db[3] += (1.0 * rb[3]) * w[0];
-                db[4] += (1.0 * rb[4]) * w[0];
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *rb = ro + b * 5;
+                db[0] += (1.0 * rb[0]) * gh[0];
+                db[1] += (1.0 * rb[1]) * gh[0];
+                db[2] += (1.0 * rb[2]) * gh[0];
+                db[3] += (1.0 * rb[3]) * gh[0];
+                db[4] += (1.0 * rb[4]) * gh[0];
             }
             etn_vec *dbc = dB + c * 5;
             for (int m = 0; m < 5; m++) dbc[m] += db[m];
@@ -431,7 +431,7 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* ==== core 2: 11 CG paths, bond 1 -> bond 2 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and W of the gh paths for bwd2 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and GH of the gh paths for bwd2 */
 ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;
@@ -468,22 +468,22 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 7;
         etn_vec *hout = h_out + 2;
-        etn_vec *W = Xc + 4;
-        memset(W, 0, 6 * sizeof(etn_vec));
+        etn_vec *GH = Xc + 4;
+        memset(GH, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
+                    for (int M = 0; M < 1; M++) GH[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 3;
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *ac = B + c * 3;
                 etn_vec *ho = hout + b * 3;
-                ho[0] += 1.0 * w[0] * ac[0];
-                ho[1] += 1.0 * w[0] * ac[1];
-                ho[2] += 1.0 * w[0] * ac[2];
+                ho[0] += 1.0 * gh[0] * ac[0];
+                ho[1] += 1.0 * gh[0] * ac[1];
+                ho[2] += 1.0 * gh[0] * ac[2];
             }
     }
     { /* path (0, 2, 2): 2x6x1, 5 CG non-zeros, order gh */
@@ -491,24 +491,24 @@ ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 25;
         etn_vec *hout = h_out + 5;
-        etn_vec *W = Xc + 10;
-        memset(W, 0, 6 * sizeof(etn_vec));
+        etn_vec *GH = Xc + 10;
+        memset(GH, 0, 6 * sizeof(etn_vec));
         for (int a = 0; a < 2; a++)
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
+                    for (int M = 0; M < 1; M++) GH[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 6; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 5;
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *ac = B + c * 5;
                 etn_vec *ho = hout + b * 5;
-                ho[0] += 1.0 * w[0] * ac[0];
-                ho[1] += 1.0 * w[0] * ac[1];
-                ho[2] += 1.0 * w[0] * ac[2];
-                ho[3] += 1.0 * w[0] * ac[3];
-                ho[4] += 1.0 * w[0] * ac[4];
+                ho[0] += 1.0 * gh[0] * ac[0];
+                ho[1] += 1.0 * gh[0] * ac[1];
+                ho[2] += 1.0 * gh[0] * ac[2];
+                ho[3] += 1.0 * gh[0] * ac[3];
+                ho[4] += 1.0 * gh[0] * ac[4];
             }
     }
     { /* path (1, 0, 1): 2x7x1, 3 CG non-zeros, order gA */
@@ -811,23 +811,23 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec *dB = dBk + 7;
         const etn_vec *ro = rho_out + 2;
         etn_vec *ri = rho_in + 0;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
-           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        const etn_vec *W = Xc + 4; /* from fwd2 */
-        etn_vec dW[6];
+        /* GH[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG GH[c, b] rho[b];
+           dGH[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dGH[c, b] */
+        const etn_vec *GH = Xc + 4; /* from fwd2 */
+        etn_vec dGH[6];
         for (int c = 0; c < 6; c++) {
             etn_vec db[3] = {0};
             const etn_vec *ac = B + c * 3;
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 3;
-                etn_vec dw[1] = {0};
-                db[0] += (1.0 * rb[0]) * w[0];
-                dw[0] += (1.0 * rb[0]) * ac[0];
-                db[1] += (1.0 * rb[1]) * w[0];
-                dw[0] += (1.0 * rb[1]) * ac[1];
-                db[2] += (1.0 * rb[2]) * w[0];
-                dw[0] += (1.0 * rb[2]) * ac[2];
-                for (int M = 0; M < 1; M++) dW[(c * 1 + b) * 1 + M] = dw[M];
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *rb = ro + b * 3;
+                etn_vec dgh[1] = {0};
+                db[0] += (1.0 * rb[0]) * gh[0];
+                dgh[0] += (1.0 * rb[0]) * ac[0];
+                db[1] += (1.0 * rb[1]) * gh[0];
+                dgh[0] += (1.0 * rb[1]) * ac[1];
+                db[2] += (1.0 * rb[2]) * gh[0];
+                dgh[0] += (1.0 * rb[2]) * ac[2];
+                for (int M = 0; M < 1; M++) dGH[(c * 1 + b) * 1 + M] = dgh[M];
             }
             etn_vec *dbc = dB + c * 3;
             for (int m = 0; m < 3; m++) dbc[m] += db[m];
@@ -837,7 +837,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dW[(c * 1 + b) * 1 + M];
+                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dGH[(c * 1 + b) * 1 + M];
             }
             etn_vec *ra = ri + a * 1;
             for (int M = 0; M < 1; M++) ra[M] += acc[M];
@@ -849,27 +849,27 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         etn_vec *dB = dBk + 25;
         const etn_vec *ro = rho_out + 5;
         etn_vec *ri = rho_in + 0;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
-           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        const etn_vec *W = Xc + 10; /* from fwd2 */
-        etn_vec dW[6];
+        /* GH[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG GH[c, b] rho[b];
+           dGH[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dGH[c, b] */
+        const etn_vec *GH = Xc + 10; /* from fwd2 */
+        etn_vec dGH[6];
         for (int c = 0; c < 6; c++) {
             etn_vec db[5] = {0};
             const etn_vec *ac = B + c * 5;
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 5;
-                etn_vec dw[1] = {0};
-                db[0] += (1.0 * rb[0]) * w[0];
-                dw[0] += (1.0 * rb[0]) * ac[0];
-                db[1] += (1.0 * rb[1]) * w[0];
-                dw[0] += (1.0 * rb[1]) * ac[1];
-                db[2] += (1.0 * rb[2]) * w[0];
-                dw[0] += (1.0 * rb[2]) * ac[2];
-                db[3] += (1.0 * rb[3]) * w[0];
-                dw[0] += (1.0 * rb[3]) * ac[3];
-                db[4] += (1.0 * rb[4]) * w[0];
-                dw[0] += (1.0 * rb[4]) * ac[4];
-                for (int M = 0; M < 1; M++) dW[(c * 1 + b) * 1 + M] = dw[M];
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *rb = ro + b * 5;
+                etn_vec dgh[1] = {0};
+                db[0] += (1.0 * rb[0]) * gh[0];
+                dgh[0] += (1.0 * rb[0]) * ac[0];
+                db[1] += (1.0 * rb[1]) * gh[0];
+                dgh[0] += (1.0 * rb[1]) * ac[1];
+                db[2] += (1.0 * rb[2]) * gh[0];
+                dgh[0] += (1.0 * rb[2]) * ac[2];
+                db[3] += (1.0 * rb[3]) * gh[0];
+                dgh[0] += (1.0 * rb[3]) * ac[3];
+                db[4] += (1.0 * rb[4]) * gh[0];
+                dgh[0] += (1.0 * rb[4]) * ac[4];
+                for (int M = 0; M < 1; M++) dGH[(c * 1 + b) * 1 + M] = dgh[M];
             }
             etn_vec *dbc = dB + c * 5;
             for (int m = 0; m < 5; m++) dbc[m] += db[m];
@@ -879,7 +879,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
             for (int c = 0; c < 6; c++) {
                 const etn_real *gr = g + (a * 6 + c) * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dW[(c * 1 + b) * 1 + M];
+                    for (int M = 0; M < 1; M++) acc[M] += gr[b] * dGH[(c * 1 + b) * 1 + M];
             }
             etn_vec *ra = ri + a * 1;
             for (int M = 0; M < 1; M++) ra[M] += acc[M];
@@ -1294,7 +1294,7 @@ ETN_FN void bwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* ==== core 3: 3 CG paths, bond 2 -> bond 3 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 3); Xc keeps X of the gA and W of the gh paths for bwd3 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 3); Xc keeps X of the gA and GH of the gh paths for bwd3 */
 ETN_FN void fwd3(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;

@@ -245,7 +245,7 @@ ETN_FN void sph_grad_dot_v(const etn_vec *u, const etn_vec *ip, const etn_vec *p
 
 /* ==== core 1: 2 CG paths, bond 0 -> bond 1 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and W of the gh paths for bwd1 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 1); Xc keeps X of the gA and GH of the gh paths for bwd1 */
 ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     { /* path (0, 0, 0): 1x3x2, 1 CG non-zeros, order gA */
@@ -281,22 +281,22 @@ ETN_FN void fwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
         const etn_vec *hin = h_in + 0;
         const etn_vec *B = Bk + 3;
         etn_vec *hout = h_out + 2;
-        etn_vec *W = Xc + 0;
-        memset(W, 0, 2 * sizeof(etn_vec));
+        etn_vec *GH = Xc + 0;
+        memset(GH, 0, 2 * sizeof(etn_vec));
         for (int a = 0; a < 1; a++)
             for (int c = 0; c < 2; c++) {
                 const etn_real *gr = g + (a * 2 + c) * 1;
                 const etn_vec *hi = hin + a * 1;
                 for (int b = 0; b < 1; b++)
-                    for (int M = 0; M < 1; M++) W[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
+                    for (int M = 0; M < 1; M++) GH[(c * 1 + b) * 1 + M] += gr[b] * hi[M];
             }
         for (int c = 0; c < 2; c++)
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *ac = B + c * 3;
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *ac = B + c * 3;
                 etn_vec *ho = hout + b * 3;
-                ho[0] += 1.0 * w[0] * ac[0];
-                ho[1] += 1.0 * w[0] * ac[1];
-                ho[2] += 1.0 * w[0] * ac[2];
+                ho[0] += 1.0 * gh[0] * ac[0];
+                ho[1] += 1.0 * gh[0] * ac[1];
+                ho[2] += 1.0 * gh[0] * ac[2];
             }
     }
 }
@@ -336,16 +336,16 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
     { /* path (0, 1, 1), the adjoint of the gh order */
         etn_vec *dB = dBk + 3;
         const etn_vec *ro = rho_out + 2;
-        /* W[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG W[c, b] rho[b];
-           dW[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dW[c, b] */
-        const etn_vec *W = Xc + 0; /* from fwd1 */
+        /* GH[c, b, Mi] = sum_a g[a, c, b] h[a, Mi]; dB[c] += sum CG GH[c, b] rho[b];
+           dGH[c, b] = sum CG B[c] rho[b]; rho_in[a] += sum_cb g[a, c, b] dGH[c, b] */
+        const etn_vec *GH = Xc + 0; /* from fwd1 */
         for (int c = 0; c < 2; c++) {
             etn_vec db[3] = {0};
             for (int b = 0; b < 1; b++) {
-                const etn_vec *w = W + (c * 1 + b) * 1, *rb = ro + b * 3;
-                db[0] += (1.0 * rb[0]) * w[0];
-                db[1] += (1.0 * rb[1]) * w[0];
-                db[2] += (1.0 * rb[2]) * w[0];
+                const etn_vec *gh = GH + (c * 1 + b) * 1, *rb = ro + b * 3;
+                db[0] += (1.0 * rb[0]) * gh[0];
+                db[1] += (1.0 * rb[1]) * gh[0];
+                db[2] += (1.0 * rb[2]) * gh[0];
             }
             etn_vec *dbc = dB + c * 3;
             for (int m = 0; m < 3; m++) dbc[m] += db[m];
@@ -355,7 +355,7 @@ ETN_FN void bwd1(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, co
 
 /* ==== core 2: 2 CG paths, bond 1 -> bond 2 ==== */
 
-/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and W of the gh paths for bwd2 */
+/* h_out += sum_paths CG h_in B g (the forward contraction of core 2); Xc keeps X of the gA and GH of the gh paths for bwd2 */
 ETN_FN void fwd2(const etn_real *P, int si, const etn_vec *ETN_RESTRICT h_in, const etn_vec *ETN_RESTRICT Bk,
                  etn_vec *ETN_RESTRICT h_out, etn_vec *ETN_RESTRICT Xc) {
     (void)si;

@@ -1,7 +1,7 @@
 """Generated C backend: render the schedule, compile (cached), call through cffi.
 
 Same contract as :class:`~etn.backends.reference.NumpyBackend`: ``compute(params, pairs, gradients)``
-returns site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (P, 3), in
+returns site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (Np, 3), in
 float64 arrays whatever the kernels' precision.
 """
 

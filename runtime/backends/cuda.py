@@ -3,7 +3,7 @@ shared library (cached like the C build, keyed also by the GPU architecture), lo
 mode, and called on cupy arrays by device pointer.
 
 Same contract as the other backends: ``compute(params, pairs, gradients)`` returns site energies
-(N,) and per-pair gradients (P, 3) as float64 numpy arrays.
+(N,) and per-pair gradients (Np, 3) as float64 numpy arrays.
 
 Needs an NVIDIA GPU, cupy (``pip install cupy-cuda13x``, the ``cuda`` extra) and nvcc (or
 ``$NVCC``); each missing piece raises :class:`CudaError` saying what to do.

@@ -144,14 +144,14 @@ class DesignReference:
         core = self.engine.plan.core(group.core)
         A, (Q, dQ, Y, dY, tj) = self.engine.features(pairs)
         hs, Bs, rhos = self._states(params, A, sp)
-        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.engine.inputs(core, hs, Bs[core.k - 1], A), A, sp)
+        E, dB0 = self._env_rows(params, core, group, rhos[core.k], *self.engine.inputs(core, hs, Bs[core.k], A), A, sp)
         F, W = np.zeros((N, 3, n)), np.zeros((3, 3, n))
         if not forces:
             return E, F, W
         for a in range(0, len(pairs.i), PAIR_CHUNK):
             q = slice(a, a + PAIR_CHUNK)
             G = self._pair_rows(params, core, group, pairs.i[q], tj[q], pairs.r[q],
-                                Q[q], dQ[q], Y[q], dY[q], sp, A, hs, Bs, rhos, dB0)  # (P, 3, n)
+                                Q[q], dQ[q], Y[q], dY[q], sp, A, hs, Bs, rhos, dB0)  # (Np, 3, n)
             F += segment_sum(G, pairs.i[q], N) - segment_sum(G, pairs.j[q], N)
             W += np.einsum("qap,qb->abp", G, pairs.r[q])
         W = 0.5 * (W + W.transpose(1, 0, 2))
@@ -169,27 +169,27 @@ class DesignReference:
         return np.concatenate([self.rows(params, p, group, forces=False)[0] for p in pairs_list])
 
     def _pair_rows(self, params, core, group, pi, tj, r, Q, dQ, Y, dY, sp, A, hs, Bs, rhos, dB0):
-        """``∂Env_i/∂r_ij`` (P, 3, n) by forward-mode tangents, one per pair and direction: tangents dh of
+        """``∂Env_i/∂r_ij`` (Np, 3, n) by forward-mode tangents, one per pair and direction: tangents dh of
         every bond off core k's way to the output (those feed core k or its environment), then dρ down
         that way from the output to core k."""
         engine, spec = self.engine, self.sched.spec
-        Nr, P = spec.n_radial, len(pi)
+        Nr, Np = spec.n_radial, len(pi)
         u = r / np.linalg.norm(r, axis=1)[:, None]
-        # ∇_a [Q_n(r) Y_lm(r̂)] -> (P, 3, N_r, n_sh), tangent t = 3 q + a
+        # ∇_a [Q_n(r) Y_lm(r̂)] -> (Np, 3, N_r, n_sh), tangent t = 3 q + a
         dphi = (dQ[:, None, :, None] * u[:, :, None, None] * Y[:, None, None, :]
                 + Q[:, None, :, None] * dY.transpose(0, 2, 1)[:, :, None, :])
         ti = np.repeat(pi, 3)  # atom of each tangent
         st = sp[ti]
-        T = 3 * P
+        T = 3 * Np
         dA = []
         for l in range(spec.l_max + 1):
             x = np.zeros((T, spec.channels(l), 2 * l + 1))
-            ch = (tj[:, None] * Nr + np.arange(Nr)[None, :])  # (P, N_r)
+            ch = (tj[:, None] * Nr + np.arange(Nr)[None, :])  # (Np, N_r)
             x[np.arange(T)[:, None], np.repeat(ch, 3, axis=0)] = dphi[:, :, :, l * l:(l + 1) ** 2].reshape(T, Nr, 2 * l + 1)
             dA.append(x)
         At = [a[ti] for a in A]
         hs_t = [{L: v[ti] for L, v in h.items()} for h in hs]
-        Bs_t = [None if B is None else [b[ti] for b in B] for B in Bs]
+        Bs_t = {k: None if B is None else [b[ti] for b in B] for k, B in Bs.items()}
 
         def tangent_inputs(c, dh):  # tangents of core c's two inputs (None: constant)
             dB = engine.compressed(params, c, dA)
@@ -202,7 +202,7 @@ class DesignReference:
         for c in self.engine.plan.cores:
             if c.k in way:
                 continue
-            hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = engine.inputs(c, hs_t, Bs_t[c.k], At)
             dx, dy = tangent_inputs(c, dh)
             out = engine.core_forward(params, c, hx, dy, st) if dy is not None else None
             if dx is not None:
@@ -213,7 +213,7 @@ class DesignReference:
         drho = None
         for c_k, j in zip(way[:0:-1], way[-2::-1]):
             c = self.engine.plan.core(c_k)
-            hx, by = engine.inputs(c, hs_t, Bs_t[c.k - 1], At)
+            hx, by = engine.inputs(c, hs_t, Bs_t[c.k], At)
             dx, dy = tangent_inputs(c, dh)
             rho_c = {L: v[ti] for L, v in rhos[c.k].items()}
             first = c.inputs[0] == j  # the way enters core c through its first input, else its second
@@ -229,7 +229,7 @@ class DesignReference:
                 out = more if out is None else {L: out[L] + more[L] for L in out}
             drho = out
         rho = {L: v[ti] for L, v in rhos[core.k].items()}
-        hx, by = engine.inputs(core, hs_t, Bs_t[core.k - 1], At)
+        hx, by = engine.inputs(core, hs_t, Bs_t[core.k], At)
         dx, dy = tangent_inputs(core, dh)
         if group.U:
             # Env_U = Σ_m dB[K,l,m] A[c,l,m]: d(Env_U) = (d dB) A + dB dA, d dB from dρ and the first input's tangent
@@ -247,4 +247,4 @@ class DesignReference:
             for rho_, hx_, by_ in ((rho, hx, dy), (rho, dx, by), (drho, hx, by)):
                 if rho_ is not None and hx_ is not None and by_ is not None:
                     G += self._env_rows(params, core, group, rho_, hx_, by_, At, st)[0]
-        return G.reshape(P, 3, -1)
+        return G.reshape(Np, 3, -1)

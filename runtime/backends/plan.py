@@ -142,7 +142,7 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
             return c.K * l * l if c.K else feats["offsets"][l]
 
         # the C evaluation's cache: X of the gA paths (not for a constant first input: its backward pass has no
-        # use for it) and W of the gh paths, kept from the forward pass for the backward pass
+        # use for it) and GH of the gh paths, kept from the forward pass for the backward pass
         xc, off = {}, 0
         for p in c.paths:
             size = {"gA": p.r_in * p.r_out * (2 * p.l + 1) if not c.constant_input else 0,

@@ -10,7 +10,7 @@ against it, and it is tested against the dense implementation of the maths in
 products (``couple`` and its adjoints); the contraction *order* a path runs in is a choice of the
 generated kernels (``Path.order``), tested by forcing each order on them.
 
-Shapes: ``N`` atoms, ``P`` ordered pairs, ``S`` species, ``N_r`` radial functions,
+Shapes: ``N`` atoms, ``Np`` ordered pairs, ``S`` species, ``N_r`` radial functions,
 ``n_sh = (l_max + 1)²`` spherical harmonics; features per ``l`` are ``(N, n_c(l), 2l + 1)``.
 """
 
@@ -32,7 +32,7 @@ def fade_in(d, r0: float, r1: float):
 
 def repulsion(rep: dict | None, pairs):
     """The spec's pair term (``Schedule.repulsion``): site energies ½ Σ_j φ(r_ij) S(r_ij) (N,) and their
-    per-pair gradients ∂/∂r_ij (P, 3); zeros without a pair term. Each ordered pair carries half of
+    per-pair gradients ∂/∂r_ij (Np, 3); zeros without a pair term. Each ordered pair carries half of
     φ S, so that the two directions of a pair sum to φ S."""
     N = pairs.n_atoms
     e, g = np.zeros(N), np.zeros((len(pairs.i), 3))
@@ -157,7 +157,7 @@ class NumpyBackend:
 
     # -- one-particle basis -----------------------------------------------------------------------
     def radial(self, d: np.ndarray):
-        """``Q_n(r)`` and ``dQ_n/dr`` for distances ``d`` (P,) -> two arrays (P, N_r)."""
+        """``Q_n(r)`` and ``dQ_n/dr`` for distances ``d`` (Np,) -> two arrays (Np, N_r)."""
         spec = self.spec
         w = spec.r_cut - spec.r_min
         xi = (2 * d - spec.r_min - spec.r_cut) / w
@@ -184,12 +184,12 @@ class NumpyBackend:
         return Q, dQ
 
     def angular(self, r: np.ndarray):
-        """``Y_lm(r̂)`` (P, n_sh) and ``∇_r Y_lm`` (P, n_sh, 3) for pair vectors ``r`` (P, 3)."""
+        """``Y_lm(r̂)`` (Np, n_sh) and ``∇_r Y_lm`` (Np, n_sh, 3) for pair vectors ``r`` (Np, 3)."""
         d = np.linalg.norm(r, axis=1)
         u = r / d[:, None]
-        mono = np.prod(u[:, None, :] ** self._exps[None, :, :], axis=2)  # (P, n_mono)
+        mono = np.prod(u[:, None, :] ** self._exps[None, :, :], axis=2)  # (Np, n_mono)
         Y = mono @ self._R.T
-        dR = np.stack([mono @ self._dR[a].T for a in range(3)], axis=-1)  # (P, n_sh, 3)
+        dR = np.stack([mono @ self._dR[a].T for a in range(3)], axis=-1)  # (Np, n_sh, 3)
         dY = (dR - self._ls[None, :, None] * Y[:, :, None] * u[:, None, :]) / d[:, None, None]
         return Y, dY
 
@@ -202,7 +202,7 @@ class NumpyBackend:
         Q, dQ = self.radial(d)
         Y, dY = self.angular(pairs.r)
         tj = pairs.species[pairs.j]
-        phi = Q[:, :, None] * Y[:, None, :]  # (P, N_r, n_sh)
+        phi = Q[:, :, None] * Y[:, None, :]  # (Np, N_r, n_sh)
         acc = np.zeros((N * S, Nr * Y.shape[1]))
         np.add.at(acc, pairs.i * S + tj, phi.reshape(len(d), Nr * Y.shape[1]))
         acc = acc.reshape(N, S * Nr, -1)
@@ -266,13 +266,12 @@ class NumpyBackend:
         return dx, dy
 
     def forward(self, params, A, species):
-        """Bond states ``h_k`` (list over k = 0 … n of {L: (N, r_L, 2L + 1)}; h_0 = 1) and per core its
-        compressed features (None where it reads A itself), in graph order."""
+        """Bond states ``h_k`` (list over k = 0 … n of {L: (N, r_L, 2L + 1)}; h_0 = 1) and per core k its
+        compressed features ``Bs[k]`` (None where it reads A itself), in graph order."""
         N = A[0].shape[0]
-        hs, Bs = [{0: np.ones((N, 1, 1))}], []
+        hs, Bs = [{0: np.ones((N, 1, 1))}], {}
         for core in self.plan.cores:
-            B = self.compressed(params, core, A)
-            Bs.append(B)
+            B = Bs[core.k] = self.compressed(params, core, A)
             hs.append(self.core_forward(params, core, *self.inputs(core, hs, B, A), species))
         return hs, Bs
 
@@ -286,7 +285,7 @@ class NumpyBackend:
         dA = [np.zeros_like(a) for a in A] if features else None
         for core in reversed(self.plan.cores):
             x, y = core.inputs
-            B = Bs[core.k - 1]
+            B = Bs[core.k]
             which = (x != FEATURES or features, y != FEATURES or features)
             d_x, d_y = self.core_adjoints(params, core, rhos[core.k], *self.inputs(core, hs, B, A), species, which)
             for src, d, compressed in ((x, d_x, False), (y, d_y, B is not None)):
@@ -311,7 +310,7 @@ class NumpyBackend:
         return hs[-1][L][:, 0, :]
 
     def compute(self, params, pairs, gradients: bool = True):
-        """Site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (P, 3) or None."""
+        """Site energies ``e0[s_i] + V_i`` (N,) and per-pair gradients ``∂V_i/∂r_ij`` (Np, 3) or None."""
         if not self.spec.is_energy:
             raise ValueError(f"this spec's output is '{self.spec.output}', not a site energy: use output()")
         params = np.asarray(params, dtype=np.float64)
@@ -327,7 +326,7 @@ class NumpyBackend:
         spec = self.spec
         N, S, Nr = pairs.n_atoms, spec.n_species, spec.n_radial
         full = np.concatenate([dA[l][:, :S * Nr, :] for l in range(self.l_max + 1)], axis=2)
-        G = full.reshape(N, S, Nr, -1)[pairs.i, tj]  # (P, N_r, n_sh)
+        G = full.reshape(N, S, Nr, -1)[pairs.i, tj]  # (Np, N_r, n_sh)
         u = pairs.r / np.linalg.norm(pairs.r, axis=1)[:, None]
         radial_part = np.einsum("pns,pn,ps->p", G, dQ, Y)
         GQ = np.einsum("pns,pn->ps", G, Q)

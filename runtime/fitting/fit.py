@@ -737,7 +737,7 @@ class Fitter:
                                        f"-> {train_loss:.4g}): a weakly determined system; a larger regularization "
                                        f"or fewer parameters may help")
         self.history.append(dict(sweep=sweep, direction=direction, train_loss=train_loss, valid_loss=val,
-                                 n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.bonds],
+                                 n_params=cached_schedule(self.spec).n_params, bonds=[str(b) for b in self.spec.inner_bonds],
                                  seconds=time.perf_counter() - self._t0))
         return val
 

@@ -2,7 +2,7 @@
 
 ``pairs(atoms, spec)`` returns a :class:`Pairs` with, for every ordered pair (i, j) with
 ``|r_ij| < r_cut``, the index arrays ``i``, ``j`` and the vectors ``r = x_j - x_i + shift`` (Å,
-shape ``(P, 3)``), plus ``species`` (index into ``spec.species`` per atom, shape ``(N,)``).
+shape ``(Np, 3)``), plus ``species`` (index into ``spec.species`` per atom, shape ``(N,)``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class NeighborCache:
         r = np.take(pos, self.j, axis=0)
         r -= np.take(pos, self.i, axis=0)
         r += self.shift
-        d2 = r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]  # 3x faster than einsum on (P, 3)
+        d2 = r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]  # 3x faster than einsum on (Np, 3)
         keep = np.flatnonzero(d2 < self.spec.r_cut ** 2)
         self.closest = None  # (i, j, distance) of the closest pair, for checks against r_min
         if len(keep):

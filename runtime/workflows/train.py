@@ -245,7 +245,7 @@ def fit_config(path, progress: bool = True, log=print):
     aset.save(out / "model.aset")
     if fitter.interrupted:
         log(f"interrupted: saved the best model so far to {out / 'model.etn'}")
-    report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.bonds],
+    report = {"spec_hash": spec.hash, "n_params": pot.schedule.n_params, "bonds": [str(b) for b in pot.spec.inner_bonds],
               "fit_seconds": seconds, "sweeps": fitter.history, "interrupted": fitter.interrupted,
               "stop_reason": fitter.stop_reason, "best_sweep": fitter.best_sweep,
               "warnings": fitter.warnings}
