@@ -32,7 +32,7 @@ def cell(reps: int, seed: int = 0):
 
 def compressed_flops(sched, n_neighbours: float) -> float:
     """FLOPs per atom, forward + backward, of the CUDA kernels: every compressing core compresses (no
-    folding), and the backward pass forms the gA paths' X and the gh paths' W once more."""
+    folding), and the backward pass forms the gA paths' X and the gh paths' GH once more."""
     spec = sched.spec
     chan = sched.features["channels"]
     total = 0

@@ -1,6 +1,6 @@
 """Prepare, on a machine without a GPU, everything the one-command GPU check needs (benchmarks/gpu/check.py).
 
-    python3 benchmarks/gpu/prepare.py [--specs tiny binary compressed small default] [--skip-wheels]
+    python3 benchmarks/gpu/prepare.py [--specs tiny binary compressed small default deep tree network] [--skip-wheels]
 
 writes three git-ignored folders, which the device tool carries (``carry=[".whl", ".gpu_cache", ".gpu_ref"]``):
 
@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = ["ase", "vesin", "cffi", "pycparser", "platformdirs", "tqdm"]
-SPECS = ["tiny", "binary", "compressed", "small", "default"]
+SPECS = ["tiny", "binary", "compressed", "small", "default", "deep", "tree", "network"]
 ARCH = "90"
 
 

@@ -28,6 +28,11 @@ TARGETS = ("c", "cuda", "numpy")
 VECTOR_BYTES = 64
 #: Stack a kernel thread may use for one batch of atoms (OpenMP worker stacks are often 2-8 MB).
 STACK_LIMIT = 4_000_000
+#: CUDA: a path whose channel loops, fully unrolled, would repeat its CG sums more than this many times
+#: (r_in n_c r_out nnz statements) keeps them as loops (ETN_ROLL, `#pragma unroll 1`); the CG sums inside
+#: stay unrolled with literal coefficients. nvcc -O3 otherwise unrolls them all: `deep` took over 10
+#: minutes to compile, 22 s with its channel loops kept (benchmarks/results/cuda_compile.txt).
+ROLL_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class PathPlan:
     xc_off: int | None = None  # C evaluation: offset in the core's cache of forward temporaries
     xoff: int = 0  # design rows: offset of the path's X / Z in the core's temporaries
     goff: int = 0  # design rows: offset of the path's columns in the core's group
+    roll: str = ""  # printed before each of the path's channel loops: "ETN_ROLL " keeps them loops (CUDA)
 
     def __getattr__(self, name):
         return getattr(self.path, name)
@@ -165,8 +171,9 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
         for i, p in enumerate(c.paths):
             g = fold_off[p.param] if p.param in fold_off else sched.block(p.param).offset
             gptr = f"P + {g}" + (f" + si * {p.r_in * p.n_c * p.r_out}" if c.species_specific else "")
+            rolled = target == "cuda" and p.r_in * p.n_c * p.r_out * p.nnz > ROLL_LIMIT
             paths.append(PathPlan(p, g, gptr, h_off(p.L_in), b_off(p.l), bond_off[c.k][p.L_out], xc.get(p.param),
-                                  xoffs[i], goffs[i]))
+                                  xoffs[i], goffs[i], "ETN_ROLL " if rolled else ""))
         name = lambda v: "A" if v == FEATURES else f"bond {v}"  # noqa: E731
         plans.append(CorePlan(
             c, tuple(paths),
