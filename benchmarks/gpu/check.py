@@ -87,7 +87,8 @@ def check(ref, backend_of, design_of, log, deadline: float = float("inf")) -> li
             prs = [pairs(two["periodic"], spec), pairs(two["cluster"], spec)]
             for g in sorted({k.split("/")[2] for k in ref.files if k.startswith(f"{name}/design/")}):
                 got = design.batch(params, prs, g)
-                errs = {q: rel(v, ref[f"{name}/design/{g}/{q}"]) for q, v in zip("EFW", got)}
+                V = ref[f"{name}/design/{g}/V"]  # the rows are carried as rows x V
+                errs = {q: rel(v @ V, ref[f"{name}/design/{g}/{q}V"]) for q, v in zip("EFW", got)}
                 ok = all(e <= TOL["float64"] for e in errs.values())
                 rows.append(dict(spec=name, dtype="float64", cell=f"design {g}", ok=ok, **errs))
                 log(f"{name:10s} design  {g:14s} " + "  ".join(f"{q} {e:.1e}" for q, e in errs.items())

@@ -12,7 +12,8 @@ writes three git-ignored folders, which the device tool carries (``carry=[".whl"
 - ``.gpu_ref/ref.npz``: the C backend's results (energies, per-atom energies, forces, stress) on
   periodic and cluster cells, a cell with an atom that has no neighbours and a dense cell with about
   80 neighbours per atom, per spec and precision, and the C design rows (energy, force, virial rows)
-  of every parameter group of each spec on two configurations: what the CUDA results must equal.
+  of every parameter group of each spec on two configurations, as their products with PROBES random
+  vectors (also carried): what the CUDA results must equal.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = ["ase", "vesin", "cffi", "pycparser", "platformdirs", "tqdm"]
+#: random directions the design rows are carried along (the rows themselves would not fit the carry)
+PROBES = 4
 SPECS = ["tiny", "binary", "compressed", "small", "default", "deep", "tree", "network"]
 ARCH = "90"
 
 
 def wheels(out: Path) -> None:
-    out.mkdir(exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # no wheel of an older release beside the new one: pip refuses both
+    out.mkdir()
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
            "--implementation", "cp", "--abi", "cp312", "--abi", "abi3", "--abi", "none",
            "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "--platform", "any",
@@ -97,10 +101,13 @@ def references(specs, out: Path) -> None:
         rows = _design(pot.schedule, "c")
         two = cells(spec.species, seed=1)
         prs = [pairs(two["periodic"], spec), pairs(two["cluster"], spec)]
+        rng = np.random.default_rng(7)
         for g in rows.group_ids:
             E, F, W = rows.batch(pot.params, prs, g)
+            V = rng.normal(size=(E.shape[-1], PROBES))  # rows x V: any wrong entry shows (deep's rows are 20 MiB)
+            data[f"{name}/design/{g}/V"] = V
             for q, v in (("E", E), ("F", F), ("W", W)):
-                data[f"{name}/design/{g}/{q}"] = v
+                data[f"{name}/design/{g}/{q}V"] = v @ V
         print(f"  references of {name}: {len(rows.group_ids)} design groups", flush=True)
     out.mkdir(exist_ok=True)
     np.savez_compressed(out / "ref.npz", **data)
