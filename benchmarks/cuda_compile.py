@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -55,11 +57,14 @@ def main(argv=None) -> None:
             cmd = [*nvcc(), *NVCC_FLAGS, *gencode([a.arch]), "--time", str(d / "t.csv"), str(d / "k.cu"),
                    "-o", str(d / "k.so")]
             t = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
-                wall, ok = time.perf_counter() - t, r.returncode == 0
-            except subprocess.TimeoutExpired:
-                wall, ok = time.perf_counter() - t, False
+                ok = proc.wait(timeout=a.timeout) == 0
+            except subprocess.TimeoutExpired:  # nvcc's children (cicc, ptxas) too, not only nvcc
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                ok = False
+            wall = time.perf_counter() - t
             p = phases(d / "t.csv")
             size = (d / "k.so").stat().st_size / 1e6 if ok else float("nan")
             note = "" if ok else ("  (gave up)" if wall >= a.timeout else "  (failed)")
