@@ -2,7 +2,8 @@
 
 For `default` and `deep`, float64 and float32, on cells of about 10^3 to 10^6 atoms (a = 3.2 Å,
 rattled): the time of one call of the generated launcher `etn_cuda_compute` (energies and per-pair
-gradients; inputs already on the GPU, the launcher synchronises), as atoms x steps per second; the
+gradients; inputs already on the GPU, the launcher synchronises), as atoms x steps per second, beside
+the C backend's time on the same pairs with every CPU core (``--cpu-repeat 0``: without it); the
 schedule's FLOPs per atom of the compressed evaluation the CUDA kernels run (the C evaluation's
 folding is not used there) divided by the time, as a fraction of the GPU's matmul peak in that
 precision (cuBLAS via cupy, measured here); and the bytes the kernel must move at least (positions,
@@ -65,6 +66,21 @@ def device_time(cp, fn, repeat: int) -> float:
     return best
 
 
+def cpu_time(sched, params, pairs, dtype: str, repeat: int) -> float:
+    """The C backend on the same pairs, all cores (OpenMP): the fastest of ``repeat`` calls of its compute
+    (energies and per-pair gradients, as the CUDA launcher), after a warm-up."""
+    from etn.backends.cbackend import CBackend
+
+    be = CBackend(sched, dtype)
+    be.compute(params, pairs)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        be.compute(params, pairs)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def peaks(cp) -> dict:
     """GPU matmul rate per precision (FLOP/s) and device-to-device copy bandwidth (bytes/s, read + write)."""
     out = {}
@@ -84,6 +100,7 @@ def main():
     ap.add_argument("--max-atoms", type=int, default=1_100_000, help="largest cell (atoms), default all sizes")
     ap.add_argument("--models", default="default,deep")
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--cpu-repeat", type=int, default=3, help="calls of the C backend side by side (0: none)")
     a = ap.parse_args()
 
     import etn
@@ -102,8 +119,12 @@ def main():
           f"{cp.cuda.Device().compute_capability}, {dev['totalGlobalMem'] / 2 ** 30:.0f} GiB")
     print(f"matmul peak: float64 {pk['float64'] / 1e12:.1f} TFLOP/s, float32 {pk['float32'] / 1e12:.1f} TFLOP/s; "
           f"device-to-device copy {pk['copy'] / 1e9:.0f} GB/s\n")
+    import os
+
+    etn.set_threads(None)  # the C backend side by side on every core
+    print(f"C backend side by side: {os.cpu_count()} cores, OpenMP, the same pairs")
     print(f"{'model':>8} {'dtype':>8} {'atoms':>9} {'nbrs':>5} {'ms/step':>9} {'atom-steps/s':>13} "
-          f"{'µs/atom':>8} {'% FLOP peak':>11} {'% copy bw':>9}")
+          f"{'µs/atom':>8} {'% FLOP peak':>11} {'% copy bw':>9} {'C µs/atom':>9} {'GPU/C':>6}")
     for reps in (8, 17, 37, 79):  # 1024, 9826, 101306, 986078 atoms
         if 2 * reps ** 3 > a.max_atoms:
             break
@@ -130,8 +151,10 @@ def main():
                 flops = compressed_flops(pot.schedule, n_nb) * N / t
                 size = np.dtype(be.np_dtype).itemsize
                 moved = len(csr.r) * (3 * size + 4 + 3 * size) + N * (size + 4 + 8)
+                tc = cpu_time(pot.schedule, pot.params, pairs, dtype, a.cpu_repeat) if a.cpu_repeat else float("nan")
                 print(f"{name:>8} {dtype:>8} {N:>9} {n_nb:>5.1f} {1e3 * t:>9.3f} {N / t:>13.3e} {1e6 * t / N:>8.4f} "
-                      f"{100 * flops / pk[dtype]:>10.1f}% {100 * moved / t / pk['copy']:>8.1f}%", flush=True)
+                      f"{100 * flops / pk[dtype]:>10.1f}% {100 * moved / t / pk['copy']:>8.1f}% {1e6 * tc / N:>9.3f} "
+                      f"{tc / t:>6.1f}", flush=True)
                 del d, energies, grad
             cp.get_default_memory_pool().free_all_blocks()
     print("\nFLOPs: the schedule's, for the compressed evaluation the CUDA kernels run (see compressed_flops); "
