@@ -10,6 +10,7 @@ subset of N configurations of the same training split, with the same loss weight
     python3 benchmarks/monbtaw.py --spec small --sweeps 6
     python3 benchmarks/monbtaw.py --spec default --max-train 500   # a subset, as the MTP-16 peer figure
     python3 benchmarks/monbtaw.py --spec default --mtp 500 --mtp-iters 100
+    python3 benchmarks/monbtaw.py --spec default --sweeps 8 --backend cuda   # design rows on a GPU
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ PEERS = """peers on MoNbTaW-v1 (DESIGN.md, same split, this machine kind):
   zero-force baseline: force RMSE 1.134 eV/Å"""
 
 
+def stem(path: str) -> str:
+    """A data file's name without its suffixes: Mo_AIMD.xyz(.gz) -> Mo_AIMD."""
+    return Path(path).name.split(".")[0]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", default="small", help="catalogue name or spec file (default: small)")
@@ -48,7 +54,8 @@ def main(argv=None) -> None:
                     help=f"ridge λ (default {FitSettings.regularization:g})")
     ap.add_argument("--ridge", choices=("uniform", "scaled"), default=FitSettings.ridge,
                     help="ridge form (default uniform; the records before 2026-11-30 used scaled with λ = 1e-10)")
-    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--data", default=str(DATA), help="folder of the extxyz files (.xyz or .xyz.gz)")
+    ap.add_argument("--backend", default="c", help="evaluation and design rows: c (default), cuda, auto, numpy")
     ap.add_argument("--out", default=None, help="also write the report JSON here")
     ap.add_argument("--save", default=None, help="also save the fitted model here (.etn)")
     ap.add_argument("--mtp", type=int, default=0, help="also train motep's MTP-16 on this many training configurations")
@@ -56,9 +63,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     spec = _spec(args.spec)
-    files = sorted(glob.glob(os.path.join(args.data, "*.xyz")))
-    train_files = [f for f in files if Path(f).stem.split("_")[-1] in ("AIMD", "Elastic", "Surface", "SS")]
-    test_files = [f for f in files if Path(f).stem.endswith("_Test")]
+    files = sorted(glob.glob(os.path.join(args.data, "*.xyz")) + glob.glob(os.path.join(args.data, "*.xyz.gz")))
+    train_files = [f for f in files if stem(f).split("_")[-1] in ("AIMD", "Elastic", "Surface", "SS")]
+    test_files = [f for f in files if stem(f).endswith("_Test")]
     if not train_files:
         raise SystemExit(f"no MoNbTaW data in {args.data}")
     frames = dataset.read(train_files, spec.species)
@@ -68,15 +75,17 @@ def main(argv=None) -> None:
     train, valid = dataset.split(frames, 0.1, args.seed)
     test = dataset.read(test_files, spec.species)
     for f in test:
-        f.config_type = Path(f.source.split("[")[0]).stem  # report per test file
+        f.config_type = stem(f.source.split("[")[0])  # report per test file
 
     print(f"MoNbTaW-v1: spec {args.spec} ({spec.hash[:12]}), {len(train)} training / {len(valid)} validation "
           f"configurations ({sum(f.n_atoms for f in train)} / {sum(f.n_atoms for f in valid)} atoms), "
           f"{len(test)} test configurations")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, etn {etn.__version__}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, etn {etn.__version__}, "
+          f"backend {args.backend}")
     t0 = time.perf_counter()
     fitter = Fitter(spec, train, valid, FitSettings(sweeps=args.sweeps, polish=args.polish, seed=args.seed,
-                                                    regularization=args.regularization, ridge=args.ridge))
+                                                    regularization=args.regularization, ridge=args.ridge,
+                                                    backend=args.backend))
     pot = fitter.run()
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -13,12 +13,14 @@ writes three git-ignored folders, which the device tool carries (``carry=[".whl"
   periodic and cluster cells, a cell with an atom that has no neighbours and a dense cell with about
   80 neighbours per atom, per spec and precision, and the C design rows (energy, force, virial rows)
   of every parameter group of each spec on two configurations, as their products with PROBES random
-  vectors (also carried): what the CUDA results must equal.
+  vectors (also carried): what the CUDA results must equal; and ``.gpu_ref/monbtaw/``, MoNbTaW-v1's
+  extxyz files gzipped, for the fit of `default` with the design rows on the GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import subprocess
@@ -113,6 +115,19 @@ def references(specs, out: Path) -> None:
     np.savez_compressed(out / "ref.npz", **data)
 
 
+def monbtaw_data(out: Path) -> None:
+    """MoNbTaW-v1's extxyz files (../shared, 14 MB), gzipped into ``out`` (3 MB): the GPU fit's data."""
+    src = ROOT.parent / "shared" / "data" / "raw" / "MoNbTaW_Li2020" / "extxyz"
+    files = sorted(src.glob("*.xyz"))
+    if not files:
+        raise SystemExit(f"prepare.py: no MoNbTaW-v1 data in {src}")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for f in files:
+        with open(f, "rb") as a, gzip.open(out / (f.name + ".gz"), "wb", compresslevel=9) as b:
+            shutil.copyfileobj(a, b)
+
+
 def cuda_libraries(specs, cache: Path) -> None:
     """Build (or keep) the CUDA libraries of ``specs`` in ``cache`` and remove every other entry there: a
     library of an older rendering would only take room from the 64 MiB the device tool carries."""
@@ -146,6 +161,8 @@ def main(argv=None) -> None:
         wheels(ROOT / ".whl")
     print("C reference results -> .gpu_ref/ref.npz", flush=True)
     references(a.specs, ROOT / ".gpu_ref")
+    print("MoNbTaW-v1 data, gzipped -> .gpu_ref/monbtaw/", flush=True)
+    monbtaw_data(ROOT / ".gpu_ref" / "monbtaw")
     if not a.skip_cuda:
         print(f"CUDA libraries for sm_{ARCH} -> .gpu_cache/", flush=True)
         cuda_libraries(a.specs, ROOT / ".gpu_cache")
