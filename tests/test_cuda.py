@@ -80,6 +80,31 @@ def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
     assert "__global__" in cu and 'extern "C"' in cu
 
 
+def test_a_cached_library_that_does_not_load_is_built_again(monkeypatch):
+    """A library carried from another machine (the GPU check's .gpu_cache) may need system libraries the
+    GPU machine lacks: it is built there once more; one that still does not load is a CudaError."""
+    from etn.backends import cuda
+
+    calls = []
+    monkeypatch.setattr(cuda, "build", lambda source, arch, rebuild=False: calls.append(rebuild) or f"/lib{len(calls)}.so")
+
+    class FFI:
+        def __init__(self, bad):
+            self.bad = bad
+
+        def dlopen(self, path):
+            if path in self.bad:
+                raise OSError(f"{path}: version `GLIBC_2.99' not found")
+            return path
+
+    assert cuda.load(FFI(()), "src", "90") == "/lib1.so" and calls == [False]
+    calls.clear()
+    assert cuda.load(FFI(("/lib1.so",)), "src", "90") == "/lib2.so" and calls == [False, True]
+    calls.clear()
+    with pytest.raises(CudaError, match="does not load .*GLIBC_2.99"):
+        cuda.load(FFI(("/lib1.so", "/lib2.so")), "src", "90")
+
+
 def test_missing_cupy_is_a_clear_error(monkeypatch):
     real_import = builtins.__import__
 

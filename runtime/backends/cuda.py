@@ -72,8 +72,9 @@ def compile_source(source: Source, out: Path, archs, extra=()) -> subprocess.Com
     return r
 
 
-def build(source: Source, arch: str) -> Path:
-    """Compile (or fetch from the cache) the CUDA library of ``source`` for compute capability ``arch``."""
+def build(source: Source, arch: str, rebuild: bool = False) -> Path:
+    """Compile (or fetch from the cache) the CUDA library of ``source`` for compute capability ``arch``;
+    ``rebuild``: compile even when the cache holds it."""
     cmd = nvcc()
     h = hashlib.sha256()
     for part in (source.header, source.kernels, _nvcc_id(tuple(cmd)), " ".join(NVCC_FLAGS), arch,
@@ -82,7 +83,7 @@ def build(source: Source, arch: str) -> Path:
     key = "cuda-" + h.hexdigest()[:24]
     root = cache_dir()
     final = root / key / "libetn_cuda.so"
-    if final.exists() and _verified(final):
+    if final.exists() and _verified(final) and not rebuild:
         return final
     work = work_folder(root, key, CudaError)
     try:
@@ -100,6 +101,20 @@ def build(source: Source, arch: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def load(ffi, source: Source, arch: str):
+    """``ffi.dlopen`` of the built library; a cached library that does not load (built on a machine with
+    other system libraries, e.g. carried to a GPU machine) is built again here, once."""
+    try:
+        return ffi.dlopen(str(build(source, arch)))
+    except OSError:
+        path = build(source, arch, rebuild=True)
+    try:
+        return ffi.dlopen(str(path))
+    except OSError as e:
+        raise CudaError(f"the CUDA library built here does not load ({e}); check the CUDA driver and "
+                        f"toolkit, or use backend='c'") from None
 
 
 def _cupy():
@@ -141,7 +156,7 @@ class CudaBackend(Library):
 
         self.ffi = cffi.FFI()
         self.ffi.cdef(source.header)
-        self.lib = self.ffi.dlopen(str(build(source, self.arch)))
+        self.lib = load(self.ffi, source, self.arch)
         assert self.lib.etn_cuda_n_params() == sched.n_params
 
     def compute(self, params, pairs, gradients: bool = True):
@@ -186,7 +201,7 @@ class CudaDesign(Library):
 
         self.ffi = cffi.FFI()
         self.ffi.cdef(source.header)
-        self.lib = self.ffi.dlopen(str(build(source, arch)))
+        self.lib = load(self.ffi, source, arch)
         self.group_ids = {name: k for k, name in enumerate(g for g in groups(sched) if g != "e0")}
 
     def batch(self, params, pairs_list, group, gradients: bool = True):
