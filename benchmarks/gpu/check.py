@@ -28,19 +28,29 @@ ROOT = Path(__file__).resolve().parents[2]
 TOL = {"float64": 1e-10, "float32": 2e-4}
 
 
-def install_wheels(site: Path) -> None:
-    """Make etn and what the image lacks importable: the carried wheels, unpacked into ``site``."""
-    try:
-        import etn  # noqa: F401
-        import ase  # noqa: F401
-        import cffi  # noqa: F401
-        return
-    except ImportError:
-        pass
-    whl = sorted(str(p) for p in (ROOT / ".whl").glob("*.whl"))
+def install_wheels(site: Path, only_etn: bool = False) -> None:
+    """Make etn and what the image lacks importable, here and in the fit's and the speed benchmark's
+    processes (PYTHONPATH): the carried wheels, unpacked into ``site``. ``only_etn`` (the rehearsal,
+    whose Python cannot load the cp312 wheels): etn's wheel alone, so that the rehearsal runs the wheel."""
+    if not only_etn:
+        try:
+            import etn  # noqa: F401
+            import ase  # noqa: F401
+            import cffi  # noqa: F401
+            return
+        except ImportError:
+            pass
+    whl = sorted(str(p) for p in (ROOT / ".whl").glob("etn-*.whl" if only_etn else "*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(site), *whl],
                    check=True, capture_output=True)
     sys.path.insert(0, str(site))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+
+
+def etn_in_subprocesses() -> str:
+    """Where a child Python (the fit, the speed benchmark) finds etn."""
+    r = subprocess.run([sys.executable, "-c", "import etn; print(etn.__file__)"], capture_output=True, text=True)
+    return r.stdout.strip() or f"nowhere ({r.stderr.strip().splitlines()[-1:]})"
 
 
 def rel(a, b) -> float:
@@ -138,7 +148,8 @@ def main(argv=None) -> int:
         print(f"wheels for Python 3.12: {'ok' if r.returncode == 0 else 'FAIL ' + r.stderr[-300:]} ({len(whl)} wheels)")
     import tempfile
 
-    install_wheels(Path(tempfile.mkdtemp(prefix="etn-site-")))  # not under $OUT: only results come back
+    site = Path(tempfile.mkdtemp(prefix="etn-site-"))  # not under $OUT: only results come back
+    install_wheels(site, only_etn=a.rehearse)
     # the rehearsal's C builds go elsewhere: .gpu_cache carries only what the device needs
     os.environ.setdefault("ETN_CACHE_DIR", tempfile.mkdtemp(prefix="etn-rehearsal-") if a.rehearse
                           else str(ROOT / ".gpu_cache"))
@@ -163,6 +174,12 @@ def main(argv=None) -> int:
         if subprocess.run(["which", "nvcc"], capture_output=True).returncode == 0 else None
     (out / "env.txt").write_text(json.dumps(env, indent=1, default=str) + "\n")
     log(f"GPU check ({'rehearsal: C stands in for CUDA' if a.rehearse else env.get('gpu')}); etn cache {os.environ['ETN_CACHE_DIR']}")
+    import etn
+
+    child = etn_in_subprocesses()
+    log(f"etn here: {etn.__file__}; in child processes: {child}")
+    if Path(child).parent.parent != Path(etn.__file__).parent.parent:
+        log("WARNING: the fit and the speed benchmark would import another etn (or none)")
     ref = np.load(ROOT / ".gpu_ref" / "ref.npz")
     if a.rehearse:
         from etn.backends.resolver import design as _design
