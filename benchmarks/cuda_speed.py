@@ -4,8 +4,8 @@ For `default` and `deep`, float64 and float32, on cells of about 10^3 to 10^6 at
 rattled): the time of one call of the generated launcher `etn_cuda_compute` (energies and per-pair
 gradients; inputs already on the GPU, the launcher synchronises), as atoms x steps per second, beside
 the C backend's time on the same pairs with every CPU core (``--cpu-repeat 0``: without it); the
-schedule's FLOPs per atom of the compressed evaluation the CUDA kernels run (the C evaluation's
-folding is not used there) divided by the time, as a fraction of the GPU's matmul peak in that
+schedule's FLOPs per atom of the evaluation as the CUDA kernels run it (folded cores as in C, no
+cache of forward temporaries) divided by the time, as a fraction of the GPU's matmul peak in that
 precision (cuBLAS via cupy, measured here); and the bytes the kernel must move at least (positions,
 neighbour species and gradients of every pair, energies) divided by the time, as a fraction of the
 bandwidth of a device-to-device copy (measured here). Needs an NVIDIA GPU, cupy and nvcc.
@@ -31,13 +31,16 @@ def cell(reps: int, seed: int = 0):
     return atoms
 
 
-def compressed_flops(sched, n_neighbours: float) -> float:
-    """FLOPs per atom, forward + backward, of the CUDA kernels: every compressing core compresses (no
-    folding), and the backward pass forms the gA paths' X and the gh paths' GH once more."""
+def cuda_flops(sched, n_neighbours: float) -> float:
+    """FLOPs per atom, forward + backward, of the CUDA kernels as their plan lays them out: folded cores
+    (Core.fold) on g' = U g, the others compressing their features and expanding the gradient; the
+    backward pass forms the gA paths' X and the gh paths' GH once more (no cache on a GPU thread)."""
+    from etn.backends.plan import plan
+
     spec = sched.spec
     chan = sched.features["channels"]
     total = 0
-    for core in sched.cores:
+    for core in plan(sched, "evaluate", "cuda").cores:
         if core.K:
             total += 2 * sum(2 * chan[l] * core.K * (2 * l + 1) for l in range(spec.l_max + 1))
         for p in core.paths:
@@ -104,7 +107,6 @@ def main():
     a = ap.parse_args()
 
     import etn
-    from etn.backends.cbackend import PairsCSR
     from etn.backends.cuda import CudaBackend, CudaError, _cupy
     from etn.io.neighbors import NeighborCache
 
@@ -135,29 +137,18 @@ def main():
             N, n_nb = len(atoms), len(pairs.i) / len(atoms)
             for dtype in ("float64", "float32"):
                 be = CudaBackend(pot.schedule, dtype)
-                csr = PairsCSR(pairs, be.np_dtype)
-                d = {k: cp.asarray(v) for k, v in dict(
-                    params=np.ascontiguousarray(pot.params, dtype=be.np_dtype), species=csr.species,
-                    first=csr.first, tj=csr.tj, r=csr.r).items()}
-                energies = cp.zeros(N, dtype=be.np_dtype)
-                grad = cp.zeros((len(csr.r), 3), dtype=be.np_dtype)
-                p = be._ptr
-                args = (p("etn_real *", d["params"]), N, p("int *", d["species"]), p("long long *", d["first"]),
-                        p("int *", d["tj"]), p("etn_real *", d["r"]), p("etn_real *", energies), p("etn_real *", grad))
-                rc = be.lib.etn_cuda_compute(*args)
-                if rc != 0:
-                    raise SystemExit(f"etn_cuda_compute failed: {be.ffi.string(be.lib.etn_cuda_error_string(rc)).decode()}")
-                t = device_time(cp, lambda: be.lib.etn_cuda_compute(*args), a.repeat)
-                flops = compressed_flops(pot.schedule, n_nb) * N / t
+                launch = be.prepare(pot.params, pairs)
+                t = device_time(cp, launch.run, a.repeat)
+                flops = cuda_flops(pot.schedule, n_nb) * N / t
                 size = np.dtype(be.np_dtype).itemsize
-                moved = len(csr.r) * (3 * size + 4 + 3 * size) + N * (size + 4 + 8)
+                moved = len(launch.csr.r) * (3 * size + 4 + 3 * size) + N * (size + 4 + 8)
                 tc = cpu_time(pot.schedule, pot.params, pairs, dtype, a.cpu_repeat) if a.cpu_repeat else float("nan")
                 print(f"{name:>8} {dtype:>8} {N:>9} {n_nb:>5.1f} {1e3 * t:>9.3f} {N / t:>13.3e} {1e6 * t / N:>8.4f} "
                       f"{100 * flops / pk[dtype]:>10.1f}% {100 * moved / t / pk['copy']:>8.1f}% {1e6 * tc / N:>9.3f} "
                       f"{tc / t:>6.1f}", flush=True)
-                del d, energies, grad
+                del launch
             cp.get_default_memory_pool().free_all_blocks()
-    print("\nFLOPs: the schedule's, for the compressed evaluation the CUDA kernels run (see compressed_flops); "
+    print("\nFLOPs: the schedule's, for the evaluation as the CUDA kernels run it (see cuda_flops); "
           "time: the fastest of several synchronised launches, inputs resident on the GPU.")
 
 

@@ -120,7 +120,8 @@ def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
     """The CUDA renderings' own code (one atom per thread: the paths of atom.c.j2 the C evaluation does not
     take; the launchers; the design rows' accumulation over a configuration's atoms), compiled as host C++
     against tests/cuda_emulation and driven by CudaBackend and CudaDesign themselves: energies and
-    gradients equal the numpy reference's (float64 to 1e-12, float32 to 1e-4), and so do the design rows
+    gradients (the folded cores' blocks formed by the etn_fold kernel) equal the numpy reference's (float64
+    to 1e-12, float32 to 1e-4), and so do the design rows
     of every group, on a periodic cell, a cluster and a cluster with an atom without neighbours (every
     catalogue spec but deep, whose numpy rows alone take 13 s: trees, A x A cores, compression, the ZBL
     pair term)."""
@@ -141,6 +142,7 @@ def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
     ref = NumpyBackend(pot.schedule)
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-4)):
         be = cuda.CudaBackend(pot.schedule, dtype)
+        assert (be.n_fold > 0) == any(c.fold for c in pot.schedule.cores)  # folded as the C evaluation
         for pr in prs:
             (V, g), (Vc, gc) = ref.compute(pot.params, pr), be.compute(pot.params, pr)
             np.testing.assert_allclose(Vc, V, rtol=0, atol=tol * np.abs(V).max())

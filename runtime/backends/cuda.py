@@ -16,6 +16,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -158,8 +160,11 @@ class CudaBackend(Library):
         self.ffi.cdef(source.header)
         self.lib = load(self.ffi, source, self.arch)
         assert self.lib.etn_cuda_n_params() == sched.n_params
+        self.n_fold = self.lib.etn_cuda_n_fold()
 
-    def compute(self, params, pairs, gradients: bool = True):
+    def prepare(self, params, pairs, gradients: bool = True) -> Launch:
+        """Inputs, outputs and the folded blocks' room on the GPU, and the launch of ``etn_cuda_compute``
+        on them (``run`` it as often as wanted: the speed benchmark times it without the transfers)."""
         from .cbackend import PairsCSR
 
         cp = self.cp
@@ -172,15 +177,34 @@ class CudaBackend(Library):
         d = {k: cp.asarray(v) for k, v in dict(params=np.ascontiguousarray(params, dtype=self.np_dtype),
                                                species=csr.species if N else np.zeros(1, np.int32),
                                                first=csr.first, tj=csr.tj, r=csr.r).items()}
-        energies = cp.zeros(max(N, 1), dtype=self.np_dtype)
-        grad = cp.zeros((len(csr.r), 3), dtype=self.np_dtype)
-        self.call("etn_cuda_compute",
-            self.ptr("etn_real *", d["params"]), N, self.ptr("int *", d["species"]),
-            self.ptr("long long *", d["first"]), self.ptr("int *", d["tj"]), self.ptr("etn_real *", d["r"]),
-            self.ptr("etn_real *", energies), self.ptr("etn_real *", grad) if gradients else self.ffi.NULL,
-            what=f"the CUDA kernel ({N} atoms)")
-        e = cp.asnumpy(energies)[:N].astype(np.float64)
-        return e, (csr.unsort(cp.asnumpy(grad)) if gradients else None)
+        d["energies"] = cp.zeros(max(N, 1), dtype=self.np_dtype)
+        d["grad"] = cp.zeros((len(csr.r), 3), dtype=self.np_dtype) if gradients else None
+        d["Pf"] = cp.empty(self.n_fold, dtype=self.np_dtype) if self.n_fold else None
+        p = self.ptr
+        args = (p("etn_real *", d["params"]), N, p("int *", d["species"]), p("long long *", d["first"]),
+                p("int *", d["tj"]), p("etn_real *", d["r"]), p("etn_real *", d["energies"]), p("etn_real *", d["grad"]),
+                p("etn_real *", d["Pf"]))
+        return Launch(lambda: self.call("etn_cuda_compute", *args, what=f"the CUDA kernel ({N} atoms)"), d, csr, N)
+
+    def compute(self, params, pairs, gradients: bool = True):
+        launch = self.prepare(params, pairs, gradients)
+        launch.run()
+        return launch.result(self.cp)
+
+
+@dataclass
+class Launch:
+    """One prepared ``etn_cuda_compute``: ``run()`` launches it; ``result`` fetches energies and gradients."""
+
+    run: Callable[[], None]
+    arrays: dict  # on the device, kept alive as long as the launch
+    csr: object
+    n_atoms: int
+
+    def result(self, cp):
+        e = cp.asnumpy(self.arrays["energies"])[:self.n_atoms].astype(np.float64)
+        grad = self.arrays["grad"]
+        return e, (self.csr.unsort(cp.asnumpy(grad)) if grad is not None else None)
 
 
 class CudaDesign(Library):

@@ -112,14 +112,15 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
          fold: bool | None = None) -> Plan:
     """Lay ``sched`` out for ``kernel`` on ``target``; raises SpecError when the C evaluation would need
     more stack per thread than ``STACK_LIMIT``. The cores with ``Core.fold`` run folded (on g' = U g) in
-    the C evaluation; ``fold`` overrides that (the design rows never fold: they solve for U and g)."""
+    the C and CUDA evaluations; ``fold`` overrides that (the design rows never fold: they solve for U
+    and g)."""
     if kernel not in KERNELS or target not in TARGETS:
         raise ValueError(f"no plan for kernel {kernel!r} on {target!r}; kernels {KERNELS}, targets {TARGETS}")
     spec = sched.spec
     dtype = dtype or (spec.dtype if kernel == "evaluate" else "float64")
-    folded = kernel == "evaluate" and (target == "c" if fold is None else fold)
+    folded = kernel == "evaluate" and (target in ("c", "cuda") if fold is None else fold)
     simd = kernel == "evaluate" and target == "c"
-    # the C evaluation runs folded cores uncompressed on g' = U g (Core.fold)
+    # the C and CUDA evaluations run folded cores uncompressed on g' = U g (Core.fold)
     cores = tuple(replace(c, K=0, compress=(), paths=c.folded) if c.fold and folded else c for c in sched.cores)
     bond_off = [{t.L: t.offset for t in b.terms} for b in sched.bonds]
     feats = sched.features
