@@ -8,10 +8,7 @@ The compile check runs nvcc's device stages without optimisation (-Xcicc -O0 -Xp
 front-end error and warning and every PTX assembly error still shows."""
 
 import builtins
-import hashlib
 import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +18,7 @@ from etn.backends.codegen import render_cuda, render_design_cuda
 from etn.backends.cuda import CudaError, available, compile_source, nvcc
 
 from .conftest import random_cluster, random_crystal
-
-EMULATION = Path(__file__).parent / "cuda_emulation"
+from .cuda_emulation.host import emulate
 
 def _have_nvcc() -> bool:
     try:
@@ -86,35 +82,6 @@ def test_cuda_source_is_stamped_and_shares_the_c_atom_code():
     assert "__global__" in cu and 'extern "C"' in cu
 
 
-class HostArrays:
-    """numpy standing in for cupy: the CUDA sources compiled for the host take host pointers."""
-
-    asarray = staticmethod(np.ascontiguousarray)
-    zeros = staticmethod(np.zeros)
-    empty = staticmethod(np.empty)
-    asnumpy = staticmethod(np.array)
-
-    class cuda:
-        class Device:
-            compute_capability = "90"
-
-
-def host_build(folder):
-    """etn.backends.cuda.build for the host: g++ with tests/cuda_emulation's cuda_runtime.h."""
-    def build(source, arch, rebuild=False):
-        d = folder / hashlib.sha256((source.header + source.kernels).encode()).hexdigest()[:16]
-        lib = d / "lib.so"
-        if not lib.exists():
-            d.mkdir(parents=True)
-            (d / "etn_cuda.h").write_text(source.header_file())
-            (d / "etn_kernels.cu").write_text(source.kernels)
-            r = subprocess.run(["g++", "-O0", "-std=c++17", "-shared", "-fPIC", "-x", "c++", "-I", str(EMULATION),
-                                "-I", str(d), str(d / "etn_kernels.cu"), "-o", str(lib)], capture_output=True, text=True)
-            assert r.returncode == 0, r.stderr[-3000:]
-        return lib
-    return build
-
-
 @pytest.mark.parametrize("name", [n for n in etn.catalogue.names() if n != "deep"])  # deep: 13 s of numpy rows
 def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
     """The CUDA renderings' own code (one atom per thread: the paths of atom.c.j2 the C evaluation does not
@@ -132,8 +99,7 @@ def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
     from etn.backends.reference import NumpyBackend
     from etn.io.neighbors import pairs
 
-    monkeypatch.setattr(cuda, "_cupy", lambda: HostArrays)
-    monkeypatch.setattr(cuda, "build", host_build(tmp_path))
+    emulate(tmp_path, monkeypatch.setattr)
     pot = etn.Potential.random(etn.catalogue.load(name), seed=3, scale=0.5)
     sp = pot.spec.species
     lone = random_cluster(sp, n=6, seed=5) + Atoms(sp[0], positions=[[30.0, 30.0, 30.0]])

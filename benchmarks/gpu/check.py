@@ -1,7 +1,7 @@
 """The GPU check in one command (device tool): correctness of the CUDA backend against carried C
-results, then its speed. Prepared by ``benchmarks/gpu/prepare.py``; rehearsed without a GPU by
-``--rehearse`` (the C backend stands in for CUDA, the speed part is skipped), so that the device run
-cannot fail on a typo.
+results, then a fit and its speed. Prepared by ``benchmarks/gpu/prepare.py``; rehearsed without a GPU
+by ``--rehearse`` (the CUDA sources run on the host through tests/cuda_emulation, the fit uses C on a
+subset, the speed part is skipped), so that the device run cannot fail on a typo.
 
     bash benchmarks/gpu/run.sh          (on the device: carry .whl .gpu_cache .gpu_ref; writes under $OUT)
     python3 benchmarks/gpu/check.py --rehearse --out /tmp/gpu_rehearsal
@@ -134,7 +134,7 @@ def fit(out: Path, limit: float, rehearse: bool, log) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
-    ap.add_argument("--rehearse", action="store_true", help="no GPU: the C backend stands in, no speed part")
+    ap.add_argument("--rehearse", action="store_true", help="no GPU: the CUDA sources run on the host, no speed part")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds for the whole check (default 420)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
 
     site = Path(tempfile.mkdtemp(prefix="etn-site-"))  # not under $OUT: only results come back
     install_wheels(site, only_etn=a.rehearse)
-    # the rehearsal's C builds go elsewhere: .gpu_cache carries only what the device needs
+    # the rehearsal's builds go elsewhere: .gpu_cache carries only what the device needs
     os.environ.setdefault("ETN_CACHE_DIR", tempfile.mkdtemp(prefix="etn-rehearsal-") if a.rehearse
                           else str(ROOT / ".gpu_cache"))
     sys.path.insert(0, str(Path(__file__).parent))
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     env["nvcc"] = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1:] \
         if subprocess.run(["which", "nvcc"], capture_output=True).returncode == 0 else None
     (out / "env.txt").write_text(json.dumps(env, indent=1, default=str) + "\n")
-    log(f"GPU check ({'rehearsal: C stands in for CUDA' if a.rehearse else env.get('gpu')}); etn cache {os.environ['ETN_CACHE_DIR']}")
+    log(f"GPU check ({'rehearsal: the CUDA sources on the host' if a.rehearse else env.get('gpu')}); "
+        f"etn cache {os.environ['ETN_CACHE_DIR']}")
     import etn
 
     child = etn_in_subprocesses()
@@ -181,16 +182,15 @@ def main(argv=None) -> int:
     if Path(child).parent.parent != Path(etn.__file__).parent.parent:
         log("WARNING: the fit and the speed benchmark would import another etn (or none)")
     ref = np.load(ROOT / ".gpu_ref" / "ref.npz")
-    if a.rehearse:
-        from etn.backends.resolver import design as _design
+    if a.rehearse:  # the CUDA sources compiled for the host (tests/cuda_emulation), numpy for cupy
+        sys.path.insert(0, str(ROOT / "tests"))
+        from cuda_emulation.host import emulate
 
-        backend_of = lambda dtype: f"c-{dtype}"  # noqa: E731
-        design_of = lambda spec: _design(__import__("etn").schedule(spec), "c")  # noqa: E731
-    else:
-        from etn.backends.cuda import CudaDesign
+        emulate(Path(tempfile.mkdtemp(prefix="etn-emulated-")))
+    from etn.backends.cuda import CudaDesign
 
-        backend_of = lambda dtype: f"cuda-{dtype}"  # noqa: E731
-        design_of = lambda spec: CudaDesign(__import__("etn").schedule(spec))  # noqa: E731
+    backend_of = lambda dtype: f"cuda-{dtype}"  # noqa: E731
+    design_of = lambda spec: CudaDesign(__import__("etn").schedule(spec))  # noqa: E731
     try:
         rows = check(ref, backend_of, design_of, log, deadline=t0 + a.budget - 60)
     except Exception as e:  # record and go on to the speed part: the device time is spent either way
