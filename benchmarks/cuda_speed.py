@@ -12,6 +12,7 @@ bandwidth of a device-to-device copy (measured here). Needs an NVIDIA GPU, cupy 
 
     python benchmarks/cuda_speed.py                      # all sizes; redirect into benchmarks/results/
     python benchmarks/cuda_speed.py --max-atoms 200000   # fewer (the 10^6-atom neighbour list takes minutes)
+    python benchmarks/cuda_speed.py --rehearse --max-atoms 2000 --repeat 1 --models default   # no GPU
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def cpu_time(sched, params, pairs, dtype: str, repeat: int) -> float:
     return best
 
 
+def host_time(cp, fn, repeat: int) -> float:
+    """device_time's stand-in for the rehearsal: the fastest of ``repeat`` calls by the host clock."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def peaks(cp) -> dict:
     """GPU matmul rate per precision (FLOP/s) and device-to-device copy bandwidth (bytes/s, read + write)."""
     out = {}
@@ -104,18 +116,33 @@ def main():
     ap.add_argument("--models", default="default,deep")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--cpu-repeat", type=int, default=3, help="calls of the C backend side by side (0: none)")
+    ap.add_argument("--rehearse", action="store_true",
+                    help="no GPU: the CUDA sources on the host (tests/cuda_emulation), host timers, no peaks")
     a = ap.parse_args()
 
     import etn
-    from etn.backends.cuda import CudaBackend, CudaError, _cupy
+    from etn.backends import cuda
+    from etn.backends.cuda import CudaBackend, CudaError
     from etn.io.neighbors import NeighborCache
 
+    if a.rehearse:  # every line below runs, on numbers that say nothing about a GPU
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from cuda_emulation.host import emulate
+
+        emulate(Path(tempfile.mkdtemp(prefix="etn-emulated-")))
     try:
-        cp = _cupy()
+        cp = cuda._cupy()  # (looked up now: the rehearsal has replaced it)
     except CudaError as e:
         raise SystemExit(f"cuda_speed.py: {e}")
-    dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    pk = peaks(cp)
+    if a.rehearse:
+        dev, pk, timer = {"name": "host emulation (rehearsal)", "totalGlobalMem": 0}, dict.fromkeys(
+            ("float64", "float32", "copy"), float("nan")), host_time
+    else:
+        dev, pk, timer = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id), peaks(cp), device_time
     gpu = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
     print(f"etn {etn.__version__} CUDA speed benchmark; {gpu}, compute capability "
           f"{cp.cuda.Device().compute_capability}, {dev['totalGlobalMem'] / 2 ** 30:.0f} GiB")
@@ -138,7 +165,7 @@ def main():
             for dtype in ("float64", "float32"):
                 be = CudaBackend(pot.schedule, dtype)
                 launch = be.prepare(pot.params, pairs)
-                t = device_time(cp, launch.run, a.repeat)
+                t = timer(cp, launch.run, a.repeat)
                 flops = cuda_flops(pot.schedule, n_nb) * N / t
                 size = np.dtype(be.np_dtype).itemsize
                 moved = len(launch.csr.r) * (3 * size + 4 + 3 * size) + N * (size + 4 + 8)
@@ -147,7 +174,8 @@ def main():
                       f"{100 * flops / pk[dtype]:>10.1f}% {100 * moved / t / pk['copy']:>8.1f}% {1e6 * tc / N:>9.3f} "
                       f"{tc / t:>6.1f}", flush=True)
                 del launch
-            cp.get_default_memory_pool().free_all_blocks()
+            if not a.rehearse:
+                cp.get_default_memory_pool().free_all_blocks()
     print("\nFLOPs: the schedule's, for the evaluation as the CUDA kernels run it (see cuda_flops); "
           "time: the fastest of several synchronised launches, inputs resident on the GPU.")
 
