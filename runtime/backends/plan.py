@@ -30,8 +30,8 @@ VECTOR_BYTES = 64
 STACK_LIMIT = 4_000_000
 #: CUDA: a path whose channel loops, fully unrolled, would repeat its CG sums more than this many times
 #: (r_in n_c r_out nnz statements) keeps them as loops (ETN_ROLL, `#pragma unroll 1`); the CG sums inside
-#: stay unrolled with literal coefficients. nvcc -O3 otherwise unrolls them all: `deep` took over 10
-#: minutes to compile, 22 s with its channel loops kept (benchmarks/results/cuda_compile.txt).
+#: stay unrolled with literal coefficients. nvcc -O3 otherwise unrolls them all: `deep`'s evaluation took
+#: 280 s to compile, 43 s with its large paths' channel loops kept (benchmarks/results/cuda_compile.txt).
 ROLL_LIMIT = 1024
 
 
