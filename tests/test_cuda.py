@@ -89,12 +89,14 @@ def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
     against tests/cuda_emulation and driven by CudaBackend and CudaDesign themselves: energies and
     gradients (the folded cores' blocks formed by the etn_fold kernel) equal the numpy reference's (float64
     to 1e-12, float32 to 1e-4), and so do the design rows
-    of every group, on a periodic cell, a cluster and a cluster with an atom without neighbours (every
+    of every group, and the fused rows and grades of extrapolation equal the C kernels' (etn_compute_graded),
+    on a periodic cell, a cluster and a cluster with an atom without neighbours (every
     catalogue spec but deep, whose numpy rows alone take 13 s: trees, A x A cores, compression, the ZBL
     pair term)."""
     from ase import Atoms
 
     from etn.backends import cuda
+    from etn.backends.cbackend import CBackend
     from etn.backends.design import DesignReference
     from etn.backends.reference import NumpyBackend
     from etn.io.neighbors import pairs
@@ -113,6 +115,18 @@ def test_cuda_sources_run_as_host_code(name, tmp_path, monkeypatch):
             (V, g), (Vc, gc) = ref.compute(pot.params, pr), be.compute(pot.params, pr)
             np.testing.assert_allclose(Vc, V, rtol=0, atol=tol * np.abs(V).max())
             np.testing.assert_allclose(gc, g, rtol=0, atol=tol * np.abs(g).max())
+        # the fused rows and grades of extrapolation, as the C kernels' etn_compute_graded (a species of rank 0: γ = inf)
+        size = be.lib.etn_cuda_grade_row_size()
+        rank = np.array([(3, 0, 2)[s % 3] for s in range(pot.spec.n_species)])
+        active = (np.random.default_rng(1).normal(size=size * rank.sum()), rank)
+        c, unseen = CBackend(pot.schedule, dtype), 0
+        for pr in prs:
+            got, want = be.compute_graded(pot.params, pr, True, active), c.compute_graded(pot.params, pr, True, active)
+            for x, y in zip(got, want):
+                np.testing.assert_allclose(x, y, rtol=0, atol=tol * np.abs(y[np.isfinite(y)]).max())
+            assert np.isinf(got[3]).sum() == (rank[pr.species] == 0).sum()
+            unseen += np.isinf(got[3]).sum()
+        assert unseen > 0 or pot.spec.n_species == 1
     rows, numpy_rows = cuda.CudaDesign(pot.schedule), DesignReference(pot.schedule)
     assert len(rows.group_ids) == len(numpy_rows.groups) - 1  # all but e0
     for group in rows.group_ids:

@@ -162,9 +162,10 @@ class CudaBackend(Library):
         assert self.lib.etn_cuda_n_params() == sched.n_params
         self.n_fold = self.lib.etn_cuda_n_fold()
 
-    def prepare(self, params, pairs, gradients: bool = True) -> Launch:
-        """Inputs, outputs and the folded blocks' room on the GPU, and the launch of ``etn_cuda_compute``
-        on them (``run`` it as often as wanted: the speed benchmark times it without the transfers)."""
+    def prepare(self, params, pairs, gradients: bool = True, rows: bool = False, active=None) -> Launch:
+        """Inputs, outputs and the folded blocks' room on the GPU, and the launch of ``etn_cuda_compute`` on
+        them (``run`` it as often as wanted: the speed benchmark times it without the transfers); with
+        ``rows`` or ``active``, of ``etn_cuda_compute_graded`` (see :meth:`compute_graded`)."""
         from .cbackend import PairsCSR
 
         cp = self.cp
@@ -174,22 +175,46 @@ class CudaBackend(Library):
         if (N and (csr.species.min() < 0 or csr.species.max() >= n_species)) or \
                 (csr.n_pairs and (csr.tj.min() < 0 or csr.tj.max() >= n_species)):
             raise ValueError("a species index is out of range for this model")
+        graded = rows or active is not None
         d = {k: cp.asarray(v) for k, v in dict(params=np.ascontiguousarray(params, dtype=self.np_dtype),
                                                species=csr.species if N else np.zeros(1, np.int32),
                                                first=csr.first, tj=csr.tj, r=csr.r).items()}
         d["energies"] = cp.zeros(max(N, 1), dtype=self.np_dtype)
-        d["grad"] = cp.zeros((len(csr.r), 3), dtype=self.np_dtype) if gradients else None
+        d["grad"] = cp.zeros((len(csr.r), 3), dtype=self.np_dtype) if gradients or graded else None
         d["Pf"] = cp.empty(self.n_fold, dtype=self.np_dtype) if self.n_fold else None
         p = self.ptr
         args = (p("etn_real *", d["params"]), N, p("int *", d["species"]), p("long long *", d["first"]),
                 p("int *", d["tj"]), p("etn_real *", d["r"]), p("etn_real *", d["energies"]), p("etn_real *", d["grad"]),
                 p("etn_real *", d["Pf"]))
-        return Launch(lambda: self.call("etn_cuda_compute", *args, what=f"the CUDA kernel ({N} atoms)"), d, csr, N)
+        name = "etn_cuda_compute"
+        if graded:
+            name = "etn_cuda_compute_graded"
+            size = self.lib.etn_cuda_grade_row_size()
+            d["rows"] = cp.empty((max(N, 1), size), dtype=self.np_dtype) if rows else None
+            rank = np.ascontiguousarray(active[1], dtype=np.int32) if active is not None else None
+            d["M"] = cp.asarray(np.ascontiguousarray(active[0], dtype=self.np_dtype)) if active is not None else None
+            d["rank"], d["rank_host"] = (cp.asarray(rank), rank) if active is not None else (None, None)
+            d["gamma"] = cp.empty(max(N, 1), dtype=self.np_dtype) if active is not None else None
+            args += (p("etn_real *", d["rows"]), p("etn_real *", d["M"]), p("int *", d["rank"]),
+                     p("int *", d["rank_host"]), p("etn_real *", d["gamma"]))
+        return Launch(lambda: self.call(name, *args, what=f"the CUDA kernel ({N} atoms)"), d, csr, N)
 
     def compute(self, params, pairs, gradients: bool = True):
         launch = self.prepare(params, pairs, gradients)
         launch.run()
         return launch.result(self.cp)
+
+    def compute_graded(self, params, pairs, rows: bool = True, active=None):
+        """As :meth:`etn.backends.cbackend.CBackend.compute_graded`, on the GPU: energies, per-pair
+        gradients, each atom's row of extrapolation grades (if ``rows``) and its grade γ (if ``active``
+        = (M, rank)), from one pass of the kernels."""
+        launch = self.prepare(params, pairs, True, rows, active)
+        launch.run()
+        e, grad = launch.result(self.cp)
+        R, gamma = (launch.arrays[k] for k in ("rows", "gamma"))
+        N = launch.n_atoms
+        return (e, grad, self.cp.asnumpy(R)[:N].astype(np.float64) if R is not None else None,
+                self.cp.asnumpy(gamma)[:N].astype(np.float64) if gamma is not None else None)
 
 
 @dataclass

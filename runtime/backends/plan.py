@@ -89,7 +89,7 @@ class Plan:
     lanes: int = 0  # atoms per SIMD batch (C evaluation)
     folds: tuple = ()  # the folded blocks g' = U g: (offset F in Pf, g, U, rows, C, K, r_out, name)
     n_fold: int = 0
-    grade: dict | None = None  # the fused rows of extrapolation grades (C evaluation)
+    grade: dict | None = None  # the fused rows of extrapolation grades (C and CUDA evaluations)
     groups: tuple = ()  # design rows: per group its core, way to the output and the cores off it
     down_first: frozenset = frozenset()
     down_second: frozenset = frozenset()
@@ -194,8 +194,9 @@ def plan(sched: Schedule, kernel: str = "evaluate", target: str = "c", dtype: st
                tile_radial=tuple(tile(spec.n_radial, 2 * l + 1) for l in range(spec.l_max + 1)))
     if kernel == "design":
         out = replace(out, **_design_groups(sched, out))
-    if simd:
+    if kernel == "evaluate" and target in ("c", "cuda"):
         out = replace(out, grade=_grade_rows(sched, out))
+    if simd:
         out = replace(out, stack=stack_bytes(sched, out))
         if out.stack > STACK_LIMIT:
             from ..generator import SpecError
