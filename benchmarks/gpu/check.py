@@ -8,7 +8,8 @@ typo.
     python3 benchmarks/gpu/check.py --rehearse --out /tmp/gpu_rehearsal
 
 Writes ``check.txt`` / ``check.json`` (per spec, precision and cell: the largest relative differences of
-energy, per-atom energies, forces and stress, and of every design-row group), ``fit.txt`` (`default`
+energy, per-atom energies, forces and stress, of the fused rows and grades of extrapolation, and of
+every design-row group), ``fit.txt`` (`default`
 fitted to MoNbTaW-v1 with the design rows on the GPU, at most 150 s), ``speed.txt`` (the CUDA speed
 benchmark beside the C backend, sizes limited to the time left) and ``env.txt`` (GPU, driver, nvcc,
 cupy).
@@ -65,6 +66,7 @@ def check(ref, backend_of, design_of, log, deadline: float = float("inf")) -> li
     """Every carried reference case against ``backend_of(dtype)`` and ``design_of`` results; design rows
     are skipped (and said so) once less than 150 s are left before ``deadline`` (a missing build of
     `default`'s design rows takes minutes in nvcc)."""
+    import numpy as np
     from ase import Atoms
 
     import etn
@@ -90,6 +92,18 @@ def check(ref, backend_of, design_of, log, deadline: float = float("inf")) -> li
                 rows.append(dict(spec=name, dtype=dtype, cell=cname, atoms=len(atoms), ok=ok, **errs))
                 log(f"{name:10s} {dtype:7s} {cname:9s} {len(atoms):4d} atoms  " +
                     "  ".join(f"{q} {e:.1e}" for q, e in errs.items()) + ("" if ok else "  FAIL"))
+        if f"{name}/graded/gamma" in ref.files:  # the fused rows and grades of extrapolation, float64
+            key, g = f"{name}/float64/periodic", f"{name}/graded"
+            atoms = Atoms(ref[f"{key}/numbers"], positions=ref[f"{key}/positions"], cell=ref[f"{key}/cell"],
+                          pbc=ref[f"{key}/pbc"])
+            be = etn.Potential(spec, params)._get_backend(backend_of("float64"))
+            _, _, R, gamma = be.compute_graded(params, pairs(atoms, spec), True, (ref[f"{g}/M"], ref[f"{g}/rank"]))
+            finite = np.isfinite(ref[f"{g}/gamma"])
+            errs = dict(rows=rel(R @ ref[f"{g}/V"], ref[f"{g}/RV"]), gamma=rel(gamma[finite], ref[f"{g}/gamma"][finite]))
+            ok = all(e <= TOL["float64"] for e in errs.values()) and np.array_equal(np.isfinite(gamma), finite)
+            rows.append(dict(spec=name, dtype="float64", cell="graded", atoms=len(atoms), ok=ok, **errs))
+            log(f"{name:10s} float64 graded    {len(atoms):4d} atoms  " + "  ".join(f"{q} {e:.1e}" for q, e in errs.items())
+                + ("" if ok else "  FAIL"))
         if time.perf_counter() > deadline - 150:
             log(f"{name:10s} design rows skipped: too little time left")
             rows.append(dict(spec=name, dtype="float64", cell="design", ok=True, skipped=True))

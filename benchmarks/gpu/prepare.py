@@ -13,7 +13,8 @@ writes three git-ignored folders, which the device tool carries (``carry=[".whl"
   periodic and cluster cells, a cell with an atom that has no neighbours and a dense cell with about
   80 neighbours per atom, per spec and precision, and the C design rows (energy, force, virial rows)
   of every parameter group of each spec on two configurations, as their products with PROBES random
-  vectors (also carried): what the CUDA results must equal; and ``.gpu_ref/monbtaw/``, MoNbTaW-v1's
+  vectors (also carried), and the fused rows (times the same kind of vectors) and grades of extrapolation
+  on the periodic cell with a random active set: what the CUDA results must equal; and ``.gpu_ref/monbtaw/``, MoNbTaW-v1's
   extxyz files gzipped, for the fit of `default` with the design rows on the GPU.
 """
 
@@ -100,6 +101,19 @@ def references(specs, out: Path) -> None:
                 for q in ("energy", "energies", "forces", "stress"):
                     if q in r:
                         data[f"{key}/{q}"] = np.asarray(r[q])
+        # the fused rows and grades of extrapolation (etn_compute_graded) on the periodic cell, float64: an
+        # active set of random M, one species of rank 0 (γ = inf) when there are several
+        from etn.backends.cbackend import CBackend
+
+        cb = CBackend(pot.schedule, "float64")
+        size = cb.lib.etn_grade_row_size()
+        rank = np.array([(3, 0, 2)[s % 3] for s in range(spec.n_species)], dtype=np.int32)
+        M = np.random.default_rng(3).normal(size=size * rank.sum())
+        pr = pairs(cells(spec.species, seed=len(name))["periodic"], spec)
+        _, _, R, gamma = cb.compute_graded(pot.params, pr, True, (M, rank))
+        V = np.random.default_rng(4).normal(size=(size, PROBES))
+        data.update({f"{name}/graded/M": M, f"{name}/graded/rank": rank, f"{name}/graded/V": V,
+                     f"{name}/graded/RV": R @ V, f"{name}/graded/gamma": gamma})
         rows = _design(pot.schedule, "c")
         two = cells(spec.species, seed=1)
         prs = [pairs(two["periodic"], spec), pairs(two["cluster"], spec)]
