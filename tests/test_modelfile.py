@@ -98,3 +98,23 @@ def test_the_generated_reader_agrees_with_python(saved, tmp_path):
                 Potential.load(bad)
     rc, text_ = read(tmp_path / "missing.etn")
     assert rc == C.ETN_BAD_FILE and "cannot open" in text_
+    # a host program (LAMMPS, a GUI) may have set a locale whose decimal point is ','
+    import locale
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("localedef"):
+        pytest.fail("localedef (glibc's libc-bin) is needed to build a de_DE locale for this test")
+    subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")], check=True,
+                   capture_output=True)
+    old = locale.setlocale(locale.LC_ALL)
+    os.environ["LOCPATH"] = str(tmp_path)
+    try:
+        locale.setlocale(locale.LC_ALL, "de_DE.UTF-8")
+        assert locale.localeconv()["decimal_point"] == ","
+        rc, text_ = read(path)
+    finally:
+        locale.setlocale(locale.LC_ALL, old)
+        del os.environ["LOCPATH"]
+    assert rc == C.ETN_OK and np.array_equal(out, pot.params), text_
