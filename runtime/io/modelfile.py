@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,8 @@ def read(path):
     return spec, header["spec_hash"], params, metadata, header["etn_version"]
 
 
-def sha256_constants() -> tuple[list[str], list[str]]:
+@lru_cache(maxsize=1)
+def sha256_constants() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """SHA-256's round constants and initial hash (FIPS 180-4 §4.2.2, §5.3.3), for the C reader of model
     files in every generated library (etn_read_model), derived exactly: the first 32 bits of the
     fractional parts of the cube roots of the first 64 primes and of the square roots of the first 8."""
@@ -144,6 +146,6 @@ def sha256_constants() -> tuple[list[str], list[str]]:
         return int(sympy.integer_nthroot(n, k)[0])
 
     primes = list(sympy.primerange(2, 312))[:64]
-    k = [f"0x{iroot(p << 96, 3) & 0xffffffff:08x}u" for p in primes]
-    h0 = [f"0x{iroot(p << 64, 2) & 0xffffffff:08x}u" for p in primes[:8]]
+    k = tuple(f"0x{iroot(p << 96, 3) & 0xffffffff:08x}u" for p in primes)
+    h0 = tuple(f"0x{iroot(p << 64, 2) & 0xffffffff:08x}u" for p in primes[:8])
     return k, h0
