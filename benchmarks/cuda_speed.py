@@ -21,6 +21,7 @@ import argparse
 import time
 
 import numpy as np
+from speed import timed  # (benchmarks/speed.py: the fastest of several calls after a warm-up)
 
 
 def cell(reps: int, seed: int = 0):
@@ -76,24 +77,12 @@ def cpu_time(sched, params, pairs, dtype: str, repeat: int) -> float:
     from etn.backends.cbackend import CBackend
 
     be = CBackend(sched, dtype)
-    be.compute(params, pairs)
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        be.compute(params, pairs)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return timed(lambda: be.compute(params, pairs), repeat)
 
 
 def host_time(cp, fn, repeat: int) -> float:
     """device_time's stand-in for the rehearsal: the fastest of ``repeat`` calls by the host clock."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return timed(fn, repeat)
 
 
 def peaks(cp) -> dict:
