@@ -8,6 +8,8 @@ import etn
 from etn.backends.plan import KERNELS, STACK_LIMIT, TARGETS, plan
 from etn.backends.reference import NumpyBackend
 
+from .conftest import random_crystal
+
 
 def _size(sched, v, core):
     """Numbers of an input of a core: a bond, or the features (compressed: K per harmonic)."""
@@ -64,7 +66,6 @@ def test_numpy_engine_interprets_the_plan_it_is_given():
     elsewhere gives another model."""
     from dataclasses import replace
 
-    from tests.conftest import random_crystal
 
     pot = etn.Potential.random(etn.catalogue.load("compressed"), seed=3, scale=0.5)
     pr = etn.io.neighbors.pairs(random_crystal(pot.spec.species, seed=6, reps=(1, 1, 2)), pot.spec)

@@ -117,7 +117,7 @@ class DesignReference:
         S = self.sched.spec.n_species
         cols = []
         for p in core.paths:
-            e = adjoint_weights(self.engine._cg[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
+            e = adjoint_weights(self.engine.cg[p.param], rho[p.L_out], hx[p.L_in], by[p.l]).reshape(n, -1)
             if core.species_specific:
                 full = np.zeros((n, S, e.shape[1]))
                 full[np.arange(n), s] = e

@@ -147,13 +147,13 @@ class NumpyBackend:
                 for _, v, e in row["dR"][a]:
                     self._dR[a, s, col[tuple(e)]] = v
         self._ls = np.array([row["l"] for row in rows], dtype=np.float64)
-        self._cg = {}
+        self.cg = {}  # per path (by its parameter block): its CG entries, dense (2L_out + 1, 2L_in + 1, 2l + 1)
         for core in self.plan.cores:
             for p in core.paths:
                 arr = np.zeros((2 * p.L_out + 1, 2 * p.L_in + 1, 2 * p.l + 1))
                 for e in p.cg:
                     arr[e.M_out + p.L_out, e.M_in + p.L_in, e.m + p.l] = e.value
-                self._cg[p.param] = arr
+                self.cg[p.param] = arr
 
     # -- one-particle basis -----------------------------------------------------------------------
     def radial(self, d: np.ndarray):
@@ -248,7 +248,7 @@ class NumpyBackend:
         s = species if core.species_specific else None
         out = {t.L: np.zeros((n, t.rank, 2 * t.L + 1)) for t in self.sched.bonds[core.k].terms}
         for p in core.paths:
-            out[p.L_out] += couple(self._cg[p.param], hx[p.L_in], by[p.l], self.weights(params, core, p), s)
+            out[p.L_out] += couple(self.cg[p.param], hx[p.L_in], by[p.l], self.weights(params, core, p), s)
         return out
 
     def core_adjoints(self, params, core, rho, hx, by, species, which=(True, True)):
@@ -258,7 +258,7 @@ class NumpyBackend:
         dx = {L: np.zeros_like(v) for L, v in hx.items()} if which[0] and not core.constant_input else None
         dy = {L: np.zeros_like(v) for L, v in by.items()} if which[1] else None
         for p in core.paths:
-            g, cg = self.weights(params, core, p), self._cg[p.param]
+            g, cg = self.weights(params, core, p), self.cg[p.param]
             if dx is not None:
                 dx[p.L_in] += adjoint_first(cg, rho[p.L_out], by[p.l], g, s)
             if dy is not None:
