@@ -9,10 +9,9 @@ typo.
 
 Writes ``check.txt`` / ``check.json`` (per spec, precision and cell: the largest relative differences of
 energy, per-atom energies, forces and stress, of the fused rows and grades of extrapolation, and of
-every design-row group), ``fit.txt`` (`default`
-fitted to MoNbTaW-v1 with the design rows on the GPU, at most 150 s), ``speed.txt`` (the CUDA speed
-benchmark beside the C backend, sizes limited to the time left) and ``env.txt`` (GPU, driver, nvcc,
-cupy).
+every design-row group), ``fit.txt`` (`default` fitted to MoNbTaW-v1 with the design rows on the GPU,
+at most 150 s), ``speed.txt`` (the CUDA speed benchmark beside the C backend, sizes limited to the
+time left) and ``env.txt`` (GPU, driver, nvcc, cupy).
 """
 
 from __future__ import annotations
@@ -129,21 +128,20 @@ FIT = ["--spec", "default", "--sweeps", "8", "--backend", "cuda"]
 REHEARSE_FIT = ["--spec", "small", "--sweeps", "1", "--max-train", "40", "--backend", "c"]
 
 
-def fit(out: Path, limit: float, rehearse: bool, log) -> None:
-    """benchmarks/monbtaw.py on the carried data, output in fit.txt, stopped after ``limit`` seconds."""
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "monbtaw.py"), "--data", str(ROOT / ".gpu_ref" / "monbtaw"),
-           *(REHEARSE_FIT if rehearse else FIT)]
+def step(label: str, script: str, args: list[str], out: Path, limit: float, log) -> None:
+    """One benchmark script in a child process, its output (after its command line) in ``out``, stopped
+    after ``limit`` seconds; how it ended goes to the log."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     t = time.perf_counter()
-    with open(out / "fit.txt", "w") as fh:
+    with open(out, "w") as fh:
         fh.write(" ".join(cmd[1:]) + "\n")
         fh.flush()
         try:
-            r = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit)
-            done = f"exit {r.returncode}"
+            done = f"exit {subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit).returncode}"
         except subprocess.TimeoutExpired:
             done = f"stopped after {limit:.0f} s"
         fh.write(f"\n{done}, {time.perf_counter() - t:.0f} s\n")
-    log(f"fit ({' '.join(REHEARSE_FIT if rehearse else FIT)}): {done}, {time.perf_counter() - t:.0f} s (fit.txt)")
+    log(f"{label} ({' '.join(args)}): {done}, {time.perf_counter() - t:.0f} s ({out.name})")
 
 
 def main(argv=None) -> int:
@@ -216,23 +214,17 @@ def main(argv=None) -> int:
     (out / "check.json").write_text(json.dumps(rows, indent=1))
     (out / "check.txt").write_text("\n".join(lines) + "\n")
     left = a.budget - (time.perf_counter() - t0)
-    if (ROOT / ".gpu_ref" / "monbtaw").exists() and (a.rehearse or left > 300):
-        fit(out, 300 if a.rehearse else min(150.0, left - 150), a.rehearse, log)
+    data = ROOT / ".gpu_ref" / "monbtaw"
+    if data.exists() and (a.rehearse or left > 300):
+        step("fit", "monbtaw.py", ["--data", str(data), *(REHEARSE_FIT if a.rehearse else FIT)], out / "fit.txt",
+             300 if a.rehearse else min(150.0, left - 150), log)
         (out / "check.txt").write_text("\n".join(lines) + "\n")
     left = a.budget - (time.perf_counter() - t0)
     if a.rehearse or left > 60:
-        max_atoms = 1_000_000 if left > 300 else 100_000
         speed = (["--rehearse", "--max-atoms", "2000", "--repeat", "1", "--cpu-repeat", "1", "--models", "default"]
-                 if a.rehearse else ["--max-atoms", str(max_atoms), "--models", "default,deep" if left > 300 else "default"])
-        t = time.perf_counter()
-        with open(out / "speed.txt", "w") as fh:
-            try:
-                r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cuda_speed.py"), *speed],
-                                   stdout=fh, stderr=subprocess.STDOUT, timeout=300 if a.rehearse else max(30, left - 30))
-                done = f"exit {r.returncode}"
-            except subprocess.TimeoutExpired:
-                done = "stopped: out of time"
-        log(f"speed ({' '.join(speed)}): {done}, {time.perf_counter() - t:.0f} s (speed.txt)")
+                 if a.rehearse else ["--max-atoms", str(1_000_000 if left > 300 else 100_000),
+                                     "--models", "default,deep" if left > 300 else "default"])
+        step("speed", "cuda_speed.py", speed, out / "speed.txt", 300 if a.rehearse else max(30, left - 30), log)
         (out / "check.txt").write_text("\n".join(lines) + "\n")
     return 0 if rows and not bad else 1
 
