@@ -81,6 +81,7 @@ def cells(species, seed: int):
 
 def references(specs, out: Path) -> None:
     import etn
+    from etn.backends.cbackend import CBackend
     from etn.backends.resolver import design as _design
     from etn.io.neighbors import pairs
 
@@ -103,8 +104,6 @@ def references(specs, out: Path) -> None:
                         data[f"{key}/{q}"] = np.asarray(r[q])
         # the fused rows and grades of extrapolation (etn_compute_graded) on the periodic cell, float64: an
         # active set of random M, one species of rank 0 (γ = inf) when there are several
-        from etn.backends.cbackend import CBackend
-
         cb = CBackend(pot.schedule, "float64")
         size = cb.lib.etn_grade_row_size()
         rank = np.array([(3, 0, 2)[s % 3] for s in range(spec.n_species)], dtype=np.int32)
